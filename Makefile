@@ -1,0 +1,61 @@
+# Set-up and checks. `make run` and `make test` work on a fresh machine with Python 3.11 and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+CLIENTS := .venv-clients
+CLIENTS_INSTALLED := $(CLIENTS)/.installed
+PROTOS := $(sort $(shell find protos -name '*.proto'))
+ARGS ?=
+
+.PHONY: install generate check-generated lint run test bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "files_api_generated.pth").write_text("$(CURDIR)/generated\n")'
+	touch $@
+
+$(CLIENTS_INSTALLED): tests/clients/requirements.txt
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install -q -r tests/clients/requirements.txt
+	touch $@
+
+# Python stubs and their .pyi types from protos/; google/* protos come from the installed
+# grpcio-tools and googleapis-common-protos packages.
+PROTOC = $(PY) -m grpc_tools.protoc -Iprotos \
+	-I"$$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')" \
+	-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+
+generate: $(INSTALLED)
+	rm -rf generated && mkdir generated
+	$(PROTOC) \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+		--python_out=generated --mypy_out=generated \
+		--grpc_python_out=generated --mypy_grpc_out=generated \
+		$(PROTOS)
+
+# Fails when the committed stubs differ from what `make generate` makes now.
+check-generated: generate
+	@test -z "$$(git status --porcelain -- generated)" || \
+		{ git status --porcelain -- generated; echo "generated/ is stale: run make generate and commit"; exit 1; }
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check server tests bench
+	$(VENV)/bin/ruff format --check server tests bench
+	$(VENV)/bin/mypy server
+	$(PROTOC) --include_imports --include_source_info --descriptor_set_out=$(VENV)/protos.binpb $(PROTOS)
+	$(VENV)/bin/buf lint $(VENV)/protos.binpb --path yandex
+
+run: $(INSTALLED)
+	$(PY) -m server $(ARGS)
+
+test: $(INSTALLED) $(CLIENTS_INSTALLED)
+	$(VENV)/bin/pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(CLIENTS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,166 @@
+"""Wires store, domain, gRPC and HTTP listeners into one process, and takes it down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import ssl
+from typing import TYPE_CHECKING
+
+import grpc
+from aiohttp import web
+
+from server.domain import MAX_CONTENT_BYTES, Files
+from server.grpc_api import FileServicer, add_services, set_serving
+from server.http_api import make_app
+from server.store import open_store
+
+if TYPE_CHECKING:
+    from grpc_health.v1 import health
+
+log = logging.getLogger("server")
+
+# Room for the other fields of a CreateFileRequest next to the largest content.
+MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES + 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    grpc_listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"
+    store: str = "sqlite:///data/files.db"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    public_http_url: str | None = None
+    url_ttl_seconds: int = 3600
+    sweep_interval_seconds: float = 60.0
+    shutdown_grace_seconds: float = 10.0
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+class Server:
+    """One running server; `start()` binds (port 0 picks a free port), `stop()` drains."""
+
+    def __init__(self, settings: Settings, files: Files | None = None) -> None:
+        self.settings = settings
+        self.files = files or Files(
+            open_store(settings.store), url_ttl_seconds=settings.url_ttl_seconds
+        )
+        self.grpc_port = 0
+        self.http_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._http: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.settings.tls_cert is not None
+
+    @property
+    def http_base_url(self) -> str:
+        if self.settings.public_http_url:
+            return self.settings.public_http_url.rstrip("/")
+        host, _ = split_host_port(self.settings.http_listen)
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{_url_host(host)}:{self.http_port}"
+
+    async def start(self) -> None:
+        settings = self.settings
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        await self.files.store.open()
+        await self.files.start()
+
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        self._health = add_services(self._grpc, FileServicer(self.files, lambda: self.http_base_url))
+        if self.tls:
+            assert settings.tls_cert is not None and settings.tls_key is not None
+            with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            self.grpc_port = self._grpc.add_secure_port(settings.grpc_listen, credentials)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(settings.grpc_listen)
+
+        self._http = web.AppRunner(make_app(self.files), access_log=None)
+        await self._http.setup()
+        http_host, http_port = split_host_port(settings.http_listen)
+        ssl_context = None
+        if self.tls:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)  # type: ignore[arg-type]
+        site = web.TCPSite(self._http, http_host, http_port, ssl_context=ssl_context)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        await self._grpc.start()
+        await set_serving(self._health, True)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+        log.info(
+            "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
+            split_host_port(settings.grpc_listen)[0],
+            self.grpc_port,
+            http_host,
+            self.http_port,
+            " over TLS" if self.tls else "",
+            settings.store,
+        )
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+            try:
+                purged = await self.files.sweep()
+            except Exception:
+                log.exception("expiration sweep failed; trying again next interval")
+            else:
+                if purged:
+                    log.info("purged %d expired files", purged)
+
+    async def stop(self) -> None:
+        """NOT_SERVING first, then no new calls, in-flight calls finish, store closes last."""
+        if self._health is not None:
+            await set_serving(self._health, False)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._grpc is not None:
+            await self._grpc.stop(self.settings.shutdown_grace_seconds)
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.files.store.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGINT or SIGTERM."""
+    server = Server(settings)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await server.stop()
+    log.info("stopped")

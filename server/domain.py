@@ -1,0 +1,413 @@
+"""Every rule of the Files API, in one place: what each request means and what it may change.
+
+The transports (gRPC servicer, HTTP handlers) decode a request, call a `Files` method with the
+request message and encode what comes back; the store only keeps records. Nothing here knows
+about grpc. File.Update follows AIP-134 and AIP-161 as the public doc of the API words them:
+
+* only the fields named in `update_mask` change; a named field absent from the request is reset
+  to its default;
+* an empty mask, a missing mask and `*` all mean every updatable field;
+* `labels` replaces the whole map, ``labels.<key>`` sets or removes one entry;
+* unknown, output-only and immutable paths are INVALID_ARGUMENT and nothing changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import string
+import time
+import unicodedata
+from typing import TYPE_CHECKING
+
+from google.protobuf import timestamp_pb2
+from yandex.cloud.ai.common import common_pb2
+from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
+
+from server.errors import InvalidArgument, NotFound, PermissionDenied
+from server.masks import MalformedPath, split_path
+from server.mime import detect_mime
+from server.signing import Signer, new_secret
+from server.store import FileRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.store import FileStore
+
+Policy = common_pb2.ExpirationConfig.ExpirationPolicy
+
+DEFAULT_POLICY = common_pb2.ExpirationConfig.SINCE_LAST_ACTIVE
+DEFAULT_TTL_DAYS = 7
+MAX_TTL_DAYS = 3650
+MAX_CONTENT_BYTES = 128 * 1024 * 1024
+MAX_NAME_BYTES = 1024
+MAX_DESCRIPTION_CHARS = 1024
+MAX_LABELS = 64
+MAX_ID_CHARS = 128
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+NS_PER_DAY = 86_400 * 10**9
+ANONYMOUS = "anonymous"
+
+_LABEL_KEY = re.compile(r"[a-z][-_./\\@0-9a-z]{0,62}")
+_LABEL_VALUE = re.compile(r"[-_./\\@0-9a-z]{0,63}")
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][-\w.+]*/[A-Za-z0-9][-\w.+]*(\s*;[ -~]*)?")
+_EXPIRES = re.compile(r"[0-9]{1,15}")
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+UPDATABLE = ("name", "description", "labels", "expiration_config")
+OUTPUT_ONLY = (
+    "id",
+    "folder_id",
+    "mime_type",
+    "created_by",
+    "created_at",
+    "updated_by",
+    "updated_at",
+    "expires_at",
+)
+EXPIRATION_SUBFIELDS = ("expiration_policy", "ttl_days")
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    """What an Update changes, decided from its mask before the store is touched.
+
+    `whole` holds the top-level fields to take from the request; `label_keys` the single map
+    entries; `expiration` the ExpirationConfig subfields.
+    """
+
+    whole: frozenset[str]
+    label_keys: tuple[str, ...]
+    expiration: frozenset[str]
+
+
+def plan_update(paths: list[str]) -> Patch:
+    """Reads an update mask (an empty one means every updatable field)."""
+    if not paths or "*" in paths:
+        return Patch(frozenset(UPDATABLE), (), frozenset())
+    whole: set[str] = set()
+    label_keys: list[str] = []
+    expiration: set[str] = set()
+    for path in paths:
+        try:
+            segments = split_path(path)
+        except MalformedPath as e:
+            raise _bad_path(path, str(e)) from None
+        field, rest = segments[0], segments[1:]
+        if field in OUTPUT_ONLY:
+            raise _bad_path(path, f"{field} is output-only or immutable and cannot be updated")
+        if field not in UPDATABLE:
+            raise _bad_path(path, f"File has no updatable field {field!r}")
+        if not rest:
+            whole.add(field)
+        elif field == "labels" and len(rest) == 1:
+            label_keys.append(rest[0])
+        elif field == "expiration_config" and len(rest) == 1 and rest[0] in EXPIRATION_SUBFIELDS:
+            expiration.add(rest[0])
+        elif field == "labels":
+            raise _bad_path(path, "a label value is a string: name one key, in backticks if needed")
+        elif field == "expiration_config":
+            raise _bad_path(path, "expiration_config has only expiration_policy and ttl_days")
+        else:
+            raise _bad_path(path, f"{field} is a string and has no subfields")
+    return Patch(frozenset(whole), tuple(label_keys), frozenset(expiration))
+
+
+def _bad_path(path: str, why: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"invalid update_mask path {path!r}: {why}",
+        violations=[("update_mask", f"{path!r}: {why}")],
+    )
+
+
+def apply_patch(
+    record: FileRecord,
+    patch: Patch,
+    request: file_service_pb2.UpdateFileRequest,
+    subject: str,
+    now_ns: int,
+) -> FileRecord:
+    """The record after the Update; raises InvalidArgument if the result breaks a rule."""
+    name = request.name if "name" in patch.whole else record.name
+    description = request.description if "description" in patch.whole else record.description
+    labels = dict(request.labels) if "labels" in patch.whole else dict(record.labels)
+    for key in patch.label_keys:
+        if key in request.labels:
+            labels[key] = request.labels[key]
+        else:
+            labels.pop(key, None)
+    config = request.expiration_config
+    policy, ttl_days = record.expiration_policy, record.ttl_days
+    if "expiration_config" in patch.whole or "expiration_policy" in patch.expiration:
+        policy = config.expiration_policy or DEFAULT_POLICY
+    if "expiration_config" in patch.whole or "ttl_days" in patch.expiration:
+        ttl_days = config.ttl_days or DEFAULT_TTL_DAYS
+    updated = dataclasses.replace(
+        record,
+        name=name,
+        description=description,
+        labels=labels,
+        expiration_policy=policy,
+        ttl_days=ttl_days,
+        updated_by=subject,
+        updated_at_ns=now_ns,
+    )
+    _validate(updated)
+    # An Update is activity: a SINCE_LAST_ACTIVE file lives ttl_days from now on.
+    return dataclasses.replace(updated, expires_at_ns=expiry(updated, now_ns))
+
+
+def expiry(record: FileRecord, last_active_ns: int) -> int:
+    start = record.created_at_ns if record.expiration_policy == Policy.STATIC else last_active_ns
+    return start + record.ttl_days * NS_PER_DAY
+
+
+def _validate(record: FileRecord) -> None:
+    violations: list[tuple[str, str]] = []
+    if len(record.name.encode()) > MAX_NAME_BYTES:
+        violations.append(("name", f"must be at most {MAX_NAME_BYTES} bytes of UTF-8"))
+    if any(unicodedata.category(c) == "Cc" for c in record.name):
+        violations.append(("name", "must not contain control characters"))
+    if len(record.description) > MAX_DESCRIPTION_CHARS:
+        violations.append(
+            ("description", f"must be at most {MAX_DESCRIPTION_CHARS} characters")
+        )
+    if len(record.labels) > MAX_LABELS:
+        violations.append(("labels", f"at most {MAX_LABELS} labels are allowed"))
+    for key, value in sorted(record.labels.items()):
+        if not _LABEL_KEY.fullmatch(key):
+            violations.append(
+                (f"labels[{key!r}]", "a key is 1-63 characters matching [a-z][-_./\\@0-9a-z]*")
+            )
+        if not _LABEL_VALUE.fullmatch(value):
+            violations.append(
+                (f"labels[{key!r}]", "a value is at most 63 characters matching [-_./\\@0-9a-z]*")
+            )
+    if record.expiration_policy not in Policy.values() or record.expiration_policy == 0:
+        violations.append(
+            (
+                "expiration_config.expiration_policy",
+                f"unknown policy {record.expiration_policy}: use STATIC or SINCE_LAST_ACTIVE",
+            )
+        )
+    if not 1 <= record.ttl_days <= MAX_TTL_DAYS:
+        violations.append(
+            (
+                "expiration_config.ttl_days",
+                f"must be 1-{MAX_TTL_DAYS} (0 for the default of {DEFAULT_TTL_DAYS}),"
+                f" not {record.ttl_days}",
+            )
+        )
+    if violations:
+        raise InvalidArgument(
+            "; ".join(f"{field}: {why}" for field, why in violations), violations=violations
+        )
+
+
+def _require_id(field: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+    if len(value) > MAX_ID_CHARS or any(unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidArgument.field(
+            field, f"must be at most {MAX_ID_CHARS} characters with no control characters"
+        )
+    return value
+
+
+def new_file_id() -> str:
+    """20 lowercase characters starting with a letter, like the cloud's ids."""
+    return secrets.choice(string.ascii_lowercase) + "".join(
+        secrets.choice(_ID_ALPHABET) for _ in range(19)
+    )
+
+
+def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    seconds, nanos = divmod(ns, 10**9)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def to_proto(record: FileRecord) -> file_pb2.File:
+    return file_pb2.File(
+        id=record.id,
+        folder_id=record.folder_id,
+        name=record.name,
+        description=record.description,
+        mime_type=record.mime_type,
+        created_by=record.created_by,
+        created_at=_timestamp(record.created_at_ns),
+        updated_by=record.updated_by,
+        updated_at=_timestamp(record.updated_at_ns),
+        expiration_config=common_pb2.ExpirationConfig(
+            expiration_policy=record.expiration_policy,  # type: ignore[arg-type]
+            ttl_days=record.ttl_days,
+        ),
+        expires_at=_timestamp(record.expires_at_ns),
+        labels=record.labels,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    record: FileRecord
+    content: bytes
+
+
+class Files:
+    """The Files API's behaviour over a store; a transport calls one method per RPC.
+
+    `clock` gives the time in nanoseconds (tests pass their own to step past expiry).
+    """
+
+    def __init__(
+        self,
+        store: FileStore,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        url_ttl_seconds: int = 3600,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.url_ttl_seconds = url_ttl_seconds
+        self._signer: Signer | None = None
+
+    async def start(self) -> None:
+        self._signer = Signer(await self.store.signing_secret(new_secret))
+
+    @property
+    def signer(self) -> Signer:
+        assert self._signer is not None, "Files.start() was not awaited"
+        return self._signer
+
+    async def create(
+        self, request: file_service_pb2.CreateFileRequest, subject: str = ANONYMOUS
+    ) -> file_pb2.File:
+        folder_id = _require_id("folder_id", request.folder_id)
+        if not request.content:
+            raise InvalidArgument.field("content", "is required and must not be empty")
+        if len(request.content) > MAX_CONTENT_BYTES:
+            raise InvalidArgument.field(
+                "content", f"is {len(request.content)} bytes; at most {MAX_CONTENT_BYTES} allowed"
+            )
+        mime_type = request.mime_type or detect_mime(request.content, request.name)
+        if len(mime_type) > 255 or not _MIME_TYPE.fullmatch(mime_type):
+            raise InvalidArgument.field("mime_type", "must be a MIME type such as text/plain")
+        now = self.clock()
+        config = request.expiration_config
+        record = FileRecord(
+            id=new_file_id(),
+            folder_id=folder_id,
+            name=request.name,
+            description=request.description,
+            mime_type=mime_type,
+            created_by=subject,
+            created_at_ns=now,
+            updated_by=subject,
+            updated_at_ns=now,
+            expiration_policy=config.expiration_policy or DEFAULT_POLICY,
+            ttl_days=config.ttl_days or DEFAULT_TTL_DAYS,
+            expires_at_ns=0,
+            labels=dict(request.labels),
+            size=len(request.content),
+        )
+        _validate(record)
+        record = dataclasses.replace(record, expires_at_ns=expiry(record, now))
+        await self.store.create(record, request.content)
+        return to_proto(record)
+
+    async def get(self, request: file_service_pb2.GetFileRequest) -> file_pb2.File:
+        return to_proto(await self._live(_require_id("file_id", request.file_id)))
+
+    async def _live(self, file_id: str) -> FileRecord:
+        record = await self.store.get(file_id, self.clock())
+        if record is None:
+            raise _not_found(file_id)
+        return record
+
+    async def update(
+        self, request: file_service_pb2.UpdateFileRequest, subject: str = ANONYMOUS
+    ) -> file_pb2.File:
+        file_id = _require_id("file_id", request.file_id)
+        patch = plan_update(list(request.update_mask.paths))
+        now = self.clock()
+        updated = await self.store.update(
+            file_id, now, lambda record: apply_patch(record, patch, request, subject, now)
+        )
+        if updated is None:
+            raise _not_found(file_id)
+        return to_proto(updated)
+
+    async def delete(self, request: file_service_pb2.DeleteFileRequest) -> None:
+        file_id = _require_id("file_id", request.file_id)
+        if not await self.store.delete(file_id, self.clock()):
+            raise _not_found(file_id)
+
+    async def list(
+        self, request: file_service_pb2.ListFilesRequest
+    ) -> file_service_pb2.ListFilesResponse:
+        folder_id = _require_id("folder_id", request.folder_id)
+        if request.page_size < 0:
+            raise InvalidArgument.field("page_size", "must not be negative")
+        # AIP-158: a page size above the maximum is coerced to it.
+        limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = self._open_page_token(request.page_token, folder_id) if request.page_token else None
+        records = await self.store.list(folder_id, self.clock(), limit, after)
+        # As the cloud does (and the SDK's files.list() needs): every page that holds files
+        # carries a token past its last file; only an empty page ends the walk.
+        token = self._page_token(folder_id, records[-1]) if records else ""
+        return file_service_pb2.ListFilesResponse(
+            files=[to_proto(r) for r in records], next_page_token=token
+        )
+
+    def _page_token(self, folder_id: str, last: FileRecord) -> str:
+        payload = json.dumps([folder_id, last.created_at_ns, last.id], separators=(",", ":"))
+        return self.signer.seal(payload.encode())
+
+    def _open_page_token(self, token: str, folder_id: str) -> tuple[int, str]:
+        payload = self.signer.open(token)
+        invalid = InvalidArgument.field("page_token", "is not a token this server issued")
+        if payload is None:
+            raise invalid
+        token_folder, created_at_ns, file_id = json.loads(payload)
+        if token_folder != folder_id:
+            raise InvalidArgument.field("page_token", "was issued for another folder")
+        return created_at_ns, file_id
+
+    async def get_url(
+        self, request: file_service_pb2.GetFileUrlRequest, base_url: str
+    ) -> file_service_pb2.GetFileUrlResponse:
+        record = await self._live(_require_id("file_id", request.file_id))
+        expires = self.clock() // 10**9 + self.url_ttl_seconds
+        signature = self.signer.url_signature(record.id, expires)
+        url = f"{base_url}/files/v1/files/{record.id}/content?expires={expires}&signature={signature}"
+        return file_service_pb2.GetFileUrlResponse(url=url)
+
+    async def download(self, file_id: str, expires: str, signature: str) -> Download:
+        """The bytes behind a signed URL; a download is activity for SINCE_LAST_ACTIVE files."""
+        now = self.clock()
+        if (
+            not _EXPIRES.fullmatch(expires)
+            or not self.signer.url_signature_valid(file_id, int(expires), signature)
+            or int(expires) * 10**9 <= now
+        ):
+            raise PermissionDenied("the download link is invalid or has expired")
+        content = await self.store.content(file_id, now)
+        record = await self.store.update(file_id, now, lambda r: _touch(r, now))
+        if content is None or record is None:
+            raise _not_found(file_id)
+        return Download(record, content)
+
+    async def sweep(self) -> int:
+        """Purges expired files; the store's condition is re-checked inside its transaction."""
+        return await self.store.purge_expired(self.clock())
+
+
+def _touch(record: FileRecord, now_ns: int) -> FileRecord:
+    return dataclasses.replace(record, expires_at_ns=expiry(record, now_ns))
+
+
+def _not_found(file_id: str) -> NotFound:
+    return NotFound(f"file {file_id!r} not found")

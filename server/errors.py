@@ -1,0 +1,95 @@
+"""Domain errors and the one table that gives each its gRPC code and HTTP status.
+
+The domain raises these; the gRPC servicer and the HTTP handlers turn them into a
+`google.rpc.Status` with rich details, so every transport reports a failure the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+
+class DomainError(Exception):
+    """A failure the caller caused or can act on; its message is safe to show to clients."""
+
+    def __init__(self, message: str, *, violations: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.violations = tuple(violations)
+
+    def to_status(self) -> status_pb2.Status:
+        status = status_pb2.Status(code=GRPC_CODES[type(self)], message=self.message)
+        if self.violations:
+            detail = any_pb2.Any()
+            detail.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                        for f, d in self.violations
+                    ]
+                )
+            )
+            status.details.append(detail)
+        return status
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `violations` name the offending fields."""
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        return cls(f"{field}: {description}", violations=[(field, description)])
+
+
+class NotFound(DomainError):
+    pass
+
+
+class PermissionDenied(DomainError):
+    pass
+
+
+class Unauthenticated(DomainError):
+    pass
+
+
+class ResourceExhausted(DomainError):
+    pass
+
+
+GRPC_CODES: dict[type[DomainError], code_pb2.Code.ValueType] = {
+    InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    NotFound: code_pb2.NOT_FOUND,
+    PermissionDenied: code_pb2.PERMISSION_DENIED,
+    Unauthenticated: code_pb2.UNAUTHENTICATED,
+    ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+}
+
+# HTTP status for each gRPC code, as google/api/http.proto's transcoding convention maps them.
+HTTP_STATUS: dict[code_pb2.Code.ValueType, int] = {
+    code_pb2.OK: 200,
+    code_pb2.INVALID_ARGUMENT: 400,
+    code_pb2.FAILED_PRECONDITION: 400,
+    code_pb2.OUT_OF_RANGE: 400,
+    code_pb2.UNAUTHENTICATED: 401,
+    code_pb2.PERMISSION_DENIED: 403,
+    code_pb2.NOT_FOUND: 404,
+    code_pb2.ALREADY_EXISTS: 409,
+    code_pb2.ABORTED: 409,
+    code_pb2.RESOURCE_EXHAUSTED: 429,
+    code_pb2.CANCELLED: 499,
+    code_pb2.UNIMPLEMENTED: 501,
+    code_pb2.UNAVAILABLE: 503,
+    code_pb2.DEADLINE_EXCEEDED: 504,
+}
+
+
+def http_status(code: int) -> int:
+    return HTTP_STATUS.get(code, 500)
+
+
+INTERNAL_MESSAGE = "internal error"
+"""All a client learns of an unexpected exception; the traceback goes to the server log."""

@@ -1,0 +1,167 @@
+"""The gRPC face: a thin FileService servicer, plus reflection and health for explorers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.rpc import code_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_status import rpc_status
+from yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
+
+from server.domain import ANONYMOUS
+from server.errors import INTERNAL_MESSAGE, DomainError
+
+if TYPE_CHECKING:
+    from yandex.cloud.ai.files.v1 import file_pb2
+
+    from server.domain import Files
+
+log = logging.getLogger(__name__)
+
+FILE_SERVICE = file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, Any], Awaitable[Resp]]
+
+
+def _reports_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Domain errors become their status with details; anything else a fixed INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:  # noqa: E501
+        try:
+            return await method(self, request, context)
+        except DomainError as e:
+            await context.abort_with_status(rpc_status.to_status(e.to_status()))
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
+            await context.abort_with_status(rpc_status.to_status(status))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    return wrapper
+
+
+def _subject(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    return ANONYMOUS
+
+
+class FileServicer(file_service_pb2_grpc.FileServiceServicer):
+    """Decodes nothing itself: each RPC hands its request message to the domain."""
+
+    def __init__(self, files: Files, download_base_url: Callable[[], str]) -> None:
+        self._files = files
+        self._download_base_url = download_base_url
+
+    @_reports_errors
+    async def Create(
+        self, request: file_service_pb2.CreateFileRequest, context: Any
+    ) -> file_pb2.File:
+        return await self._files.create(request, _subject(context))
+
+    @_reports_errors
+    async def Get(self, request: file_service_pb2.GetFileRequest, context: Any) -> file_pb2.File:
+        return await self._files.get(request)
+
+    @_reports_errors
+    async def GetUrl(
+        self, request: file_service_pb2.GetFileUrlRequest, context: Any
+    ) -> file_service_pb2.GetFileUrlResponse:
+        return await self._files.get_url(request, self._download_base_url())
+
+    @_reports_errors
+    async def Update(
+        self, request: file_service_pb2.UpdateFileRequest, context: Any
+    ) -> file_pb2.File:
+        return await self._files.update(request, _subject(context))
+
+    @_reports_errors
+    async def Delete(
+        self, request: file_service_pb2.DeleteFileRequest, context: Any
+    ) -> file_service_pb2.DeleteFileResponse:
+        await self._files.delete(request)
+        return file_service_pb2.DeleteFileResponse()
+
+    @_reports_errors
+    async def List(
+        self, request: file_service_pb2.ListFilesRequest, context: Any
+    ) -> file_service_pb2.ListFilesResponse:
+        return await self._files.list(request)
+
+
+def _register_reflection_v1_descriptor() -> None:
+    """Puts grpc/reflection/v1/reflection.proto in the pool, so reflection can describe itself.
+
+    The v1 protocol is the v1alpha one under a new package name (same messages, same field
+    numbers); grpcio-reflection ships only v1alpha, so the v1 file is derived from it.
+    """
+    pool = descriptor_pool.Default()
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    proto.name = "grpc/reflection/v1/reflection.proto"
+    proto.package = "grpc.reflection.v1"
+    proto.ClearField("options")
+    old_prefix, new_prefix = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+    for message in proto.message_type:
+        for field in message.field:
+            if field.HasField("type_name"):
+                field.type_name = field.type_name.replace(old_prefix, new_prefix)
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(old_prefix, new_prefix)
+            method.output_type = method.output_type.replace(old_prefix, new_prefix)
+    try:
+        pool.FindFileByName(proto.name)
+    except KeyError:
+        pool.Add(proto)
+
+
+def add_services(server: grpc.aio.Server, servicer: FileServicer) -> health.aio.HealthServicer:
+    """FileService, health and reflection (v1alpha and v1) on one server; returns the health
+    servicer so the caller can turn it NOT_SERVING on shutdown."""
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _register_reflection_v1_descriptor()
+    names = [
+        FILE_SERVICE,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+        REFLECTION_V1,
+    ]
+    reflection_servicer = reflection.aio.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, server)
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                REFLECTION_V1,
+                {
+                    "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                        reflection_servicer.ServerReflectionInfo,
+                        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+                    )
+                },
+            )
+        ]
+    )
+    return health_servicer
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", FILE_SERVICE):
+        await health_servicer.set(name, status)

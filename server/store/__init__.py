@@ -1,0 +1,95 @@
+"""The storage interface every backend implements, and the URL that picks a backend.
+
+Backends keep records and bytes and make each change atomic; every rule about what a change
+means (masks, defaults, validation, expiry arithmetic) lives in `server.domain`, never here.
+A record whose `expires_at_ns` is at or before the `now_ns` a method is given counts as absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file's metadata as stored: times are integer nanoseconds since the epoch."""
+
+    id: str
+    folder_id: str
+    name: str
+    description: str
+    mime_type: str
+    created_by: str
+    created_at_ns: int
+    updated_by: str
+    updated_at_ns: int
+    expiration_policy: int
+    ttl_days: int
+    expires_at_ns: int
+    labels: Mapping[str, str]
+    size: int
+
+
+Cursor = tuple[int, str]
+"""A position in a folder's listing: (created_at_ns, id) of the last record already seen."""
+
+
+class FileStore(Protocol):
+    async def open(self) -> None:
+        """Connects and brings the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
+        """The store's secret, created once with `make` and the same ever after."""
+
+    async def create(self, record: FileRecord, content: bytes) -> None: ...
+
+    async def get(self, file_id: str, now_ns: int) -> FileRecord | None: ...
+
+    async def update(
+        self, file_id: str, now_ns: int, change: Callable[[FileRecord], FileRecord]
+    ) -> FileRecord | None:
+        """Atomically replaces the record with `change(record)`; None when there is none.
+
+        An exception from `change` leaves the record as it was.
+        """
+
+    async def delete(self, file_id: str, now_ns: int) -> bool:
+        """Removes the record and its content; False when there was none."""
+
+    async def list(
+        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+    ) -> list[FileRecord]:
+        """Up to `limit` records of the folder, newest first, past `after`."""
+
+    async def content(self, file_id: str, now_ns: int) -> bytes | None: ...
+
+    async def purge_expired(self, now_ns: int) -> int:
+        """Removes expired records with their content; returns how many."""
+
+
+_BACKENDS = {
+    "memory": "server.store.memory:MemoryStore",
+    "sqlite": "server.store.sqlite:SqliteStore",
+}
+
+
+def open_store(url: str) -> FileStore:
+    """The backend for a store URL (`memory:`, `sqlite:///rel.db`, `sqlite:////abs.db`).
+
+    The backend module is imported here, so a driver is loaded only when its URL is used.
+    """
+    scheme, sep, _ = url.partition(":")
+    target = _BACKENDS.get(scheme) if sep else None
+    if target is None:
+        known = ", ".join(f"{s}:" for s in _BACKENDS)
+        raise ValueError(f"unsupported store URL {url!r}: use one of {known}")
+    module_name, _, class_name = target.partition(":")
+    backend: type[FileStore] = getattr(importlib.import_module(module_name), class_name)
+    return backend.from_url(url)  # type: ignore[attr-defined, no-any-return]

@@ -1,0 +1,262 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Writes go through one connection on one thread, each in its own `BEGIN IMMEDIATE` transaction
+committed with `synchronous=FULL` before the caller hears back; reads use their own
+connections on a small thread pool, so they never wait behind a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from server.store import FileRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.store import Cursor
+
+T = TypeVar("T")
+
+# Each entry brings the schema from version N to N+1 (PRAGMA user_version); never edit one
+# that has shipped, append a new one.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        """CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            folder_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at_ns INTEGER NOT NULL,
+            updated_by TEXT NOT NULL,
+            updated_at_ns INTEGER NOT NULL,
+            expiration_policy INTEGER NOT NULL,
+            ttl_days INTEGER NOT NULL,
+            expires_at_ns INTEGER NOT NULL,
+            labels TEXT NOT NULL,
+            size INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX files_by_folder ON files (folder_id, created_at_ns DESC, id DESC)",
+        "CREATE INDEX files_by_expiry ON files (expires_at_ns)",
+        """CREATE TABLE contents (
+            file_id TEXT PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+            data BLOB NOT NULL
+        )""",
+    ),
+]
+
+_COLUMNS = (
+    "id, folder_id, name, description, mime_type, created_by, created_at_ns, updated_by,"
+    " updated_at_ns, expiration_policy, ttl_days, expires_at_ns, labels, size"
+)
+
+
+def _record(row: tuple[object, ...]) -> FileRecord:
+    values = list(row)
+    values[12] = json.loads(str(values[12]))
+    return FileRecord(*values)  # type: ignore[arg-type]
+
+
+def _row(record: FileRecord) -> tuple[object, ...]:
+    return (
+        record.id,
+        record.folder_id,
+        record.name,
+        record.description,
+        record.mime_type,
+        record.created_by,
+        record.created_at_ns,
+        record.updated_by,
+        record.updated_at_ns,
+        record.expiration_policy,
+        record.ttl_days,
+        record.expires_at_ns,
+        json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True),
+        record.size,
+    )
+
+
+def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRecord | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
+    ).fetchone()
+    return None if row is None else _record(row)
+
+
+class SqliteStore:
+    """Files and their bytes in one SQLite database file."""
+
+    READERS = 4
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        prefix = "sqlite:///"
+        if not url.startswith(prefix) or len(url) == len(prefix):
+            raise ValueError(
+                f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////abs/path.db"
+            )
+        return cls(Path(url[len(prefix) :]))
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(self.READERS, thread_name_prefix="sqlite-reader")
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
+
+    def _open_writer(self) -> None:
+        conn = self._write_conn = self._connect()
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        for pool in (self._writer, self._readers):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for conn in [self._write_conn, *self._read_conns]:
+            if conn is not None:
+                conn.close()
+        self._write_conn = None
+        self._read_conns.clear()
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def in_transaction() -> T:
+            conn = self._write_conn
+            assert conn is not None, "store is not open"
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, in_transaction)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def on_reader() -> T:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+                with self._read_conns_lock:
+                    self._read_conns.append(conn)
+            return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, on_reader)
+
+    async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
+        def get_or_create(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'signing_secret'").fetchone()
+            if row is not None:
+                return bytes(row[0])
+            secret = make()
+            conn.execute("INSERT INTO meta VALUES ('signing_secret', ?)", (secret,))
+            return secret
+
+        return await self._write(get_or_create)
+
+    async def create(self, record: FileRecord, content: bytes) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(record))
+            conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
+
+        await self._write(insert)
+
+    async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
+        return await self._read(lambda conn: _select_live(conn, file_id, now_ns))
+
+    async def update(
+        self, file_id: str, now_ns: int, change: Callable[[FileRecord], FileRecord]
+    ) -> FileRecord | None:
+        def read_modify_write(conn: sqlite3.Connection) -> FileRecord | None:
+            record = _select_live(conn, file_id, now_ns)
+            if record is None:
+                return None
+            new = change(record)
+            conn.execute(
+                "UPDATE files SET name = ?, description = ?, mime_type = ?, updated_by = ?,"
+                " updated_at_ns = ?, expiration_policy = ?, ttl_days = ?, expires_at_ns = ?,"
+                " labels = ? WHERE id = ?",
+                (*_row(new)[2:5], *_row(new)[7:13], file_id),
+            )
+            return new
+
+        return await self._write(read_modify_write)
+
+    async def delete(self, file_id: str, now_ns: int) -> bool:
+        def delete_live(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(delete_live)
+
+    async def list(
+        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+    ) -> list[FileRecord]:
+        # Nothing is created at the largest time, so one query serves the first page too.
+        start = after if after is not None else (2**63 - 1, "")
+
+        def select(conn: sqlite3.Connection) -> list[FileRecord]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM files WHERE folder_id = ? AND expires_at_ns > ?"
+                " AND (created_at_ns, id) < (?, ?)"
+                " ORDER BY created_at_ns DESC, id DESC LIMIT ?",
+                (folder_id, now_ns, *start, limit),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._read(select)
+
+    async def content(self, file_id: str, now_ns: int) -> bytes | None:
+        def select(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT data FROM contents JOIN files ON files.id = contents.file_id"
+                " WHERE files.id = ? AND files.expires_at_ns > ?",
+                (file_id, now_ns),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(select)
+
+    async def purge_expired(self, now_ns: int) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM files WHERE expires_at_ns <= ?", (now_ns,)).rowcount
+
+        return await self._write(purge)
