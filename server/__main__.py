@@ -49,7 +49,10 @@ def parse_args(argv: list[str]) -> Settings:
         help="PEM certificate chain: serve both listeners over TLS (FILES_TLS_CERT)",
     )
     parser.add_argument(
-        "--tls-key", default=env("FILES_TLS_KEY", None), metavar="FILE", help="PEM key (FILES_TLS_KEY)"
+        "--tls-key",
+        default=env("FILES_TLS_KEY", None),
+        metavar="FILE",
+        help="PEM key (FILES_TLS_KEY)",
     )
     parser.add_argument(
         "--public-http-url",
@@ -87,7 +90,9 @@ def parse_args(argv: list[str]) -> Settings:
 
 def main(argv: list[str] | None = None) -> None:
     settings = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         asyncio.run(serve(settings))
     except (OSError, ValueError) as e:

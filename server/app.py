@@ -93,7 +93,9 @@ class Server:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        self._health = add_services(self._grpc, FileServicer(self.files, lambda: self.http_base_url))
+        self._health = add_services(
+            self._grpc, FileServicer(self.files, lambda: self.http_base_url)
+        )
         if self.tls:
             assert settings.tls_cert is not None and settings.tls_key is not None
             with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:

@@ -173,9 +173,7 @@ def _validate(record: FileRecord) -> None:
     if any(unicodedata.category(c) == "Cc" for c in record.name):
         violations.append(("name", "must not contain control characters"))
     if len(record.description) > MAX_DESCRIPTION_CHARS:
-        violations.append(
-            ("description", f"must be at most {MAX_DESCRIPTION_CHARS} characters")
-        )
+        violations.append(("description", f"must be at most {MAX_DESCRIPTION_CHARS} characters"))
     if len(record.labels) > MAX_LABELS:
         violations.append(("labels", f"at most {MAX_LABELS} labels are allowed"))
     for key, value in sorted(record.labels.items()):
@@ -382,7 +380,9 @@ class Files:
         record = await self._live(_require_id("file_id", request.file_id))
         expires = self.clock() // 10**9 + self.url_ttl_seconds
         signature = self.signer.url_signature(record.id, expires)
-        url = f"{base_url}/files/v1/files/{record.id}/content?expires={expires}&signature={signature}"
+        url = (
+            f"{base_url}/files/v1/files/{record.id}/content?expires={expires}&signature={signature}"
+        )
         return file_service_pb2.GetFileUrlResponse(url=url)
 
     async def download(self, file_id: str, expires: str, signature: str) -> Download:

@@ -6,10 +6,13 @@ The domain raises these; the gRPC servicer and the HTTP handlers turn them into 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class DomainError(Exception):
@@ -60,7 +63,7 @@ class ResourceExhausted(DomainError):
     pass
 
 
-GRPC_CODES: dict[type[DomainError], code_pb2.Code.ValueType] = {
+GRPC_CODES: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
     NotFound: code_pb2.NOT_FOUND,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
@@ -69,7 +72,7 @@ GRPC_CODES: dict[type[DomainError], code_pb2.Code.ValueType] = {
 }
 
 # HTTP status for each gRPC code, as google/api/http.proto's transcoding convention maps them.
-HTTP_STATUS: dict[code_pb2.Code.ValueType, int] = {
+HTTP_STATUS: dict[int, int] = {
     code_pb2.OK: 200,
     code_pb2.INVALID_ARGUMENT: 400,
     code_pb2.FAILED_PRECONDITION: 400,

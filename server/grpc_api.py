@@ -37,7 +37,9 @@ def _reports_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     """Domain errors become their status with details; anything else a fixed INTERNAL."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:  # noqa: E501
+    async def wrapper(
+        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
         try:
             return await method(self, request, context)
         except DomainError as e:
@@ -128,7 +130,7 @@ def _register_reflection_v1_descriptor() -> None:
 def add_services(server: grpc.aio.Server, servicer: FileServicer) -> health.aio.HealthServicer:
     """FileService, health and reflection (v1alpha and v1) on one server; returns the health
     servicer so the caller can turn it NOT_SERVING on shutdown."""
-    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _register_reflection_v1_descriptor()

@@ -11,11 +11,13 @@ from aiohttp import web
 from server.errors import INTERNAL_MESSAGE, DomainError, http_status
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from server.domain import Files
 
 log = logging.getLogger(__name__)
 
-FILES_KEY = web.AppKey("files", object)
+FILES_KEY: web.AppKey[Files] = web.AppKey("files")
 
 
 def content_disposition(name: str) -> str:
@@ -29,7 +31,9 @@ def _error_response(status: int, code: int, message: str) -> web.Response:
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as e:
@@ -43,7 +47,7 @@ async def _errors(request: web.Request, handler: web.Handler) -> web.StreamRespo
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
-    files: Files = request.app[FILES_KEY]  # type: ignore[assignment]
+    files = request.app[FILES_KEY]
     download = await files.download(
         request.match_info["file_id"],
         request.query.get("expires", ""),

@@ -21,7 +21,8 @@ def split_path(path: str) -> list[str]:
     segments: list[str] = []
     i = 0
     while True:
-        if path.startswith("`", i):
+        quoted = path.startswith("`", i)
+        if quoted:
             i += 1
             chars: list[str] = []
             while True:
@@ -48,7 +49,11 @@ def split_path(path: str) -> list[str]:
         if i == len(path):
             return segments
         if path[i] != ".":
-            raise MalformedPath("a backticked segment must be followed by '.' or the end")
+            raise MalformedPath(
+                "a backticked segment must be followed by '.' or the end"
+                if quoted
+                else "a segment with characters other than [A-Za-z0-9_] needs backticks"
+            )
         i += 1
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
+import secrets
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _MAC_BYTES = 16
@@ -48,6 +48,4 @@ class Signer:
 
 
 def new_secret() -> bytes:
-    import secrets
-
     return secrets.token_bytes(32)

@@ -192,7 +192,9 @@ class SqliteStore:
 
     async def create(self, record: FileRecord, content: bytes) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(record))
+            conn.execute(
+                f"INSERT INTO files ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(record)
+            )
             conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
 
         await self._write(insert)

@@ -1,0 +1,131 @@
+"""Helpers for tests that run the server as a real process and drive it with real clients."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
+CLIENT_SCRIPTS = Path(__file__).resolve().parent / "clients"
+VENV_BIN = Path(sys.executable).parent
+
+_LISTENING = re.compile(r"serving gRPC on (\S+):(\d+) and HTTP on (\S+):(\d+)")
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    grpc_address: str
+    http_address: str
+    log: list[str]
+
+    def log_text(self) -> str:
+        return "".join(self.log)
+
+
+def wait_serving(target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    """Blocks until the health service says SERVING (no sleeps: the RPC waits for readiness)."""
+    channel = (
+        grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+    )
+    with channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=STARTUP_TIMEOUT, wait_for_ready=True
+        )
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@contextlib.contextmanager
+def server_process(
+    *args: str,
+    env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Iterator[ServerProcess]:
+    """`python -m server` on free loopback ports; stopped with SIGTERM on exit."""
+    command = [
+        sys.executable,
+        "-m",
+        "server",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        *args,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    log: list[str] = []
+    found = threading.Event()
+    addresses: list[str] = []
+
+    def drain() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            match = _LISTENING.search(line)
+            if match and not found.is_set():
+                addresses.extend([f"{match[1]}:{match[2]}", f"{match[3]}:{match[4]}"])
+                found.set()
+        found.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        if not found.wait(STARTUP_TIMEOUT) or not addresses:
+            raise RuntimeError("server did not start:\n" + "".join(log))
+        wait_serving(addresses[0], credentials)
+        yield ServerProcess(process, addresses[0], addresses[1], log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def run_client(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Runs tests/clients/SCRIPT with the independent clients' own Python (.venv-clients)."""
+    if not CLIENTS_PYTHON.exists():
+        raise RuntimeError(f"{CLIENTS_PYTHON} is missing: run `make test`, which installs it")
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(CLIENTS_PYTHON), str(CLIENT_SCRIPTS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{script} failed after {time.monotonic() - started:.1f}s"
+            f" (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result

@@ -1,0 +1,213 @@
+"""FileService over a real gRPC server and its HTTP download listener, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from yandex.cloud.ai.common import common_pb2
+from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
+
+from server.app import MAX_MESSAGE_BYTES
+from server.domain import NS_PER_DAY
+
+if TYPE_CHECKING:
+    from yandex.cloud.ai.files.v1 import file_pb2
+
+    from tests.conftest import Running
+
+
+async def create(running: Running, **fields: object) -> file_pb2.File:
+    fields.setdefault("content", b"hello")
+    return await running.stub.Create(fs.CreateFileRequest(folder_id="f1", **fields))  # type: ignore[arg-type]
+
+
+async def test_create_then_get_returns_the_same_file(running: Running) -> None:
+    created = await create(running, name="a.txt")
+    assert await running.stub.Get(fs.GetFileRequest(file_id=created.id)) == created
+    assert created.mime_type == "text/plain"
+
+
+async def test_get_missing_is_not_found_with_a_message(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await running.stub.Get(fs.GetFileRequest(file_id="nope"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nope" in (e.value.details() or "")
+
+
+async def test_bad_mask_carries_a_bad_request_detail(running: Running) -> None:
+    file = await create(running)
+    request = fs.UpdateFileRequest(
+        file_id=file.id, update_mask=field_mask_pb2.FieldMask(paths=["created_at"])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await running.stub.Update(request)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(e.value)  # type: ignore[arg-type]
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field == "update_mask"
+    assert "created_at" in bad_request.field_violations[0].description
+
+
+async def test_update_response_is_what_get_returns(running: Running) -> None:
+    file = await create(running, labels={"a": "1"})
+    running.clock.advance(5)
+    updated = await running.stub.Update(
+        fs.UpdateFileRequest(
+            file_id=file.id,
+            update_mask=field_mask_pb2.FieldMask(paths=["labels.b", "expiration_config.ttl_days"]),
+            labels={"b": "2"},
+            expiration_config=common_pb2.ExpirationConfig(ttl_days=30),
+        )
+    )
+    assert dict(updated.labels) == {"a": "1", "b": "2"}
+    assert updated.updated_at.ToNanoseconds() == running.clock.now
+    assert updated.expires_at.ToNanoseconds() == running.clock.now + 30 * NS_PER_DAY
+    assert await running.stub.Get(fs.GetFileRequest(file_id=file.id)) == updated
+
+
+async def test_many_clients_updating_one_file_lose_nothing(running: Running) -> None:
+    file = await create(running)
+    target = f"127.0.0.1:{running.server.grpc_port}"
+    channels = [grpc.aio.insecure_channel(target) for _ in range(8)]
+    try:
+        stubs = [file_service_pb2_grpc.FileServiceStub(c) for c in channels]
+        keys = [f"k{i}" for i in range(48)]
+        await asyncio.gather(
+            *(
+                stubs[i % len(stubs)].Update(
+                    fs.UpdateFileRequest(
+                        file_id=file.id,
+                        update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{key}"]),
+                        labels={key: key},
+                    )
+                )
+                for i, key in enumerate(keys)
+            ),
+            stubs[0].Update(
+                fs.UpdateFileRequest(
+                    file_id=file.id,
+                    update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+                    name="renamed",
+                )
+            ),
+        )
+    finally:
+        for channel in channels:
+            await channel.close()
+    final = await running.stub.Get(fs.GetFileRequest(file_id=file.id))
+    assert dict(final.labels) == {k: k for k in keys}
+    assert final.name == "renamed"
+
+
+async def test_message_over_the_limit_is_resource_exhausted(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await create(running, content=b"\0" * (MAX_MESSAGE_BYTES + 1))
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_unexpected_failure_is_internal_without_details(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = await create(running)
+    await running.server.files.store.close()  # every store call now raises
+    with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as e:
+        await running.stub.Get(fs.GetFileRequest(file_id=file.id))
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert e.value.details() == "internal error"
+    assert "Traceback" in caplog.text
+    await running.server.files.store.open()  # so teardown can close it again
+
+
+async def test_health_turns_not_serving_when_shutdown_begins(running: Running) -> None:
+    health = health_pb2_grpc.HealthStub(running.channel)
+    watch = health.Watch(
+        health_pb2.HealthCheckRequest(service="yandex.cloud.ai.files.v1.FileService")
+    )
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+    stopping = asyncio.create_task(running.server.stop())
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    await stopping
+
+
+async def get_url(running: Running, file_id: str) -> str:
+    return (await running.stub.GetUrl(fs.GetFileUrlRequest(file_id=file_id))).url
+
+
+async def test_download_link_returns_the_exact_bytes(running: Running) -> None:
+    content = bytes(range(256)) * 1000
+    file = await create(
+        running, content=content, name='résumé "final".bin', mime_type="application/x-thing"
+    )
+    url = await get_url(running, file.id)
+    assert url.startswith(
+        f"http://127.0.0.1:{running.server.http_port}/files/v1/files/{file.id}/content?"
+    )
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        assert await response.read() == content
+        assert response.headers["Content-Type"] == "application/x-thing"
+        disposition = response.headers["Content-Disposition"]
+        assert disposition.startswith('attachment; filename="r_sum_ _final_.bin"')
+        assert "filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.bin" in disposition
+
+
+async def test_download_counts_as_activity(running: Running) -> None:
+    file = await create(running, expiration_config=common_pb2.ExpirationConfig(ttl_days=1))
+    url = await get_url(running, file.id)
+    running.clock.advance(1800 * 10**9)  # within the link's hour
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+    after = await running.stub.Get(fs.GetFileRequest(file_id=file.id))
+    assert after.expires_at.ToNanoseconds() == running.clock.now + NS_PER_DAY
+    assert after.updated_at == file.updated_at
+
+
+async def status_of(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def test_tampered_retargeted_or_expired_links_are_forbidden(running: Running) -> None:
+    file = await create(running)
+    other = await create(running)
+    url = await get_url(running, file.id)
+    parts = urlsplit(url)
+    query = dict(p.split("=", 1) for p in parts.query.split("&"))
+    base = f"{parts.scheme}://{parts.netloc}"
+    bad = [
+        url[:-1] + ("0" if url[-1] != "0" else "1"),
+        url.replace(file.id, other.id),
+        f"{base}{parts.path}?expires={int(query['expires']) + 1}&signature={query['signature']}",
+        f"{base}{parts.path}?expires={query['expires']}",
+        f"{base}{parts.path}",
+        f"{base}{parts.path}?expires=%C2%B2&signature={query['signature']}",
+    ]
+    for link in bad:
+        status, body = await status_of(link)
+        assert status == 403, link
+        assert "invalid or has expired" in body
+    running.clock.advance(3600 * 10**9)
+    assert (await status_of(url))[0] == 403
+
+
+async def test_link_to_a_deleted_file_is_not_found(running: Running) -> None:
+    file = await create(running)
+    url = await get_url(running, file.id)
+    await running.stub.Delete(fs.DeleteFileRequest(file_id=file.id))
+    status, body = await status_of(url)
+    assert status == 404
+    assert file.id in body
