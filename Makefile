@@ -45,8 +45,8 @@ check-generated: generate
 		{ git status --porcelain -- generated; echo "generated/ is stale: run make generate and commit"; exit 1; }
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check server tests bench
-	$(VENV)/bin/ruff format --check server tests bench
+	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/ruff format --check server tests
 	$(VENV)/bin/mypy server
 	$(PROTOC) --include_imports --include_source_info --descriptor_set_out=$(VENV)/protos.binpb $(PROTOS)
 	$(VENV)/bin/buf lint $(VENV)/protos.binpb --path yandex
