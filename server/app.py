@@ -117,7 +117,7 @@ class Server:
 
         await self._grpc.start()
         await set_serving(self._health, True)
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+        self.start_sweeper(settings.sweep_interval_seconds)
         log.info(
             "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
             split_host_port(settings.grpc_listen)[0],
@@ -128,9 +128,15 @@ class Server:
             settings.store,
         )
 
-    async def _sweep_forever(self) -> None:
+    def start_sweeper(self, interval_seconds: float) -> None:
+        """(Re)starts the periodic purge of expired files."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweeper = asyncio.create_task(self._sweep_forever(interval_seconds))
+
+    async def _sweep_forever(self, interval_seconds: float) -> None:
         while True:
-            await asyncio.sleep(self.settings.sweep_interval_seconds)
+            await asyncio.sleep(interval_seconds)
             try:
                 purged = await self.files.sweep()
             except Exception:

@@ -211,3 +211,27 @@ async def test_link_to_a_deleted_file_is_not_found(running: Running) -> None:
     status, body = await status_of(url)
     assert status == 404
     assert file.id in body
+
+
+async def test_content_past_grpc_default_4_mib_limit_round_trips(running: Running) -> None:
+    content = bytes(range(256)) * (20 * 4096)  # 20 MiB
+    file = await create(running, content=content)
+    assert file.mime_type == "application/octet-stream"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(await get_url(running, file.id)) as r,
+    ):
+        assert await r.read() == content
+
+
+async def test_the_sweeper_purges_expired_files_on_its_own(running: Running) -> None:
+    file = await create(running, expiration_config=common_pb2.ExpirationConfig(ttl_days=1))
+    store = running.server.files.store
+    running.clock.advance(NS_PER_DAY)
+    running.server.start_sweeper(interval_seconds=0.01)
+
+    async def purged() -> None:
+        while await store.get(file.id, 0) is not None:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(purged(), timeout=10)
