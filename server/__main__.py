@@ -4,88 +4,52 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
+from typing import Any
 
 from server.app import Settings, serve
 
-_DEFAULTS = Settings()
+# (flag, environment variable, Settings field, type, metavar, help)
+_FLAGS: list[tuple[str, str, str, type, str, str]] = [
+    ("--grpc-listen", "FILES_GRPC_LISTEN", "grpc_listen", str, "HOST:PORT",
+     "gRPC address; port 0 picks a free one"),
+    ("--http-listen", "FILES_HTTP_LISTEN", "http_listen", str, "HOST:PORT",
+     "HTTP address for download links"),
+    ("--store", "FILES_STORE", "store", str, "URL",
+     "memory: or sqlite:///relative/path.db or sqlite:////absolute/path.db"),
+    ("--tls-cert", "FILES_TLS_CERT", "tls_cert", str, "FILE",
+     "PEM certificate chain: serve both listeners over TLS"),
+    ("--tls-key", "FILES_TLS_KEY", "tls_key", str, "FILE", "PEM private key for --tls-cert"),
+    ("--public-http-url", "FILES_PUBLIC_HTTP_URL", "public_http_url", str, "URL",
+     "base of GetUrl links when clients reach the HTTP listener under another name"
+     " (default: the listener's own address)"),
+    ("--url-ttl", "FILES_URL_TTL", "url_ttl_seconds", int, "SECONDS",
+     "how long a GetUrl link works"),
+    ("--sweep-interval", "FILES_SWEEP_INTERVAL", "sweep_interval_seconds", float, "SECONDS",
+     "how often expired files are purged"),
+]  # fmt: skip
 
 
 def parse_args(argv: list[str]) -> Settings:
-    def env(name: str, default: object) -> str | None:
-        value = os.environ.get(name)
-        return value if value is not None else (None if default is None else str(default))
-
+    defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m server",
         description="A self-hosted Yandex Cloud AI Studio Files API server (gRPC + HTTP).",
         epilog="Every flag can also be set by the environment variable named in its help.",
     )
-    parser.add_argument(
-        "--grpc-listen",
-        default=env("FILES_GRPC_LISTEN", _DEFAULTS.grpc_listen),
-        metavar="HOST:PORT",
-        help="gRPC address (FILES_GRPC_LISTEN; default %(default)s; port 0 picks a free one)",
-    )
-    parser.add_argument(
-        "--http-listen",
-        default=env("FILES_HTTP_LISTEN", _DEFAULTS.http_listen),
-        metavar="HOST:PORT",
-        help="HTTP address for download links (FILES_HTTP_LISTEN; default %(default)s)",
-    )
-    parser.add_argument(
-        "--store",
-        default=env("FILES_STORE", _DEFAULTS.store),
-        metavar="URL",
-        help="memory: or sqlite:///relative/path.db or sqlite:////absolute/path.db"
-        " (FILES_STORE; default %(default)s)",
-    )
-    parser.add_argument(
-        "--tls-cert",
-        default=env("FILES_TLS_CERT", None),
-        metavar="FILE",
-        help="PEM certificate chain: serve both listeners over TLS (FILES_TLS_CERT)",
-    )
-    parser.add_argument(
-        "--tls-key",
-        default=env("FILES_TLS_KEY", None),
-        metavar="FILE",
-        help="PEM key (FILES_TLS_KEY)",
-    )
-    parser.add_argument(
-        "--public-http-url",
-        default=env("FILES_PUBLIC_HTTP_URL", None),
-        metavar="URL",
-        help="base of the download links GetUrl returns, when clients reach the HTTP listener"
-        " under another name (FILES_PUBLIC_HTTP_URL; default: the listener's own address)",
-    )
-    parser.add_argument(
-        "--url-ttl",
-        type=int,
-        default=env("FILES_URL_TTL", _DEFAULTS.url_ttl_seconds),
-        metavar="SECONDS",
-        help="how long a GetUrl link works (FILES_URL_TTL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--sweep-interval",
-        type=float,
-        default=env("FILES_SWEEP_INTERVAL", _DEFAULTS.sweep_interval_seconds),
-        metavar="SECONDS",
-        help="how often expired files are purged (FILES_SWEEP_INTERVAL; default %(default)s)",
-    )
+    for flag, variable, field, kind, metavar, text in _FLAGS:
+        default: Any = os.environ.get(variable, getattr(defaults, field))
+        shown = "" if default is None else "; default %(default)s"
+        parser.add_argument(
+            flag, dest=field, type=kind, default=default, metavar=metavar,
+            help=f"{text} ({variable}{shown})",
+        )  # fmt: skip
     args = parser.parse_args(argv)
-    return Settings(
-        grpc_listen=args.grpc_listen,
-        http_listen=args.http_listen,
-        store=args.store,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        public_http_url=args.public_http_url,
-        url_ttl_seconds=args.url_ttl,
-        sweep_interval_seconds=args.sweep_interval,
-    )
+    # argparse converts string defaults (those from the environment) with `type` as well.
+    return dataclasses.replace(defaults, **{f[2]: getattr(args, f[2]) for f in _FLAGS})
 
 
 def main(argv: list[str] | None = None) -> None:
