@@ -19,7 +19,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
     ("--http-listen", "FILES_HTTP_LISTEN", "http_listen", str, "HOST:PORT",
      "HTTP address for download links"),
     ("--store", "FILES_STORE", "store", str, "URL",
-     "memory: or sqlite:///relative/path.db or sqlite:////absolute/path.db"),
+     "memory:, sqlite:///relative/path.db, sqlite:////absolute/path.db or"
+     " postgresql://user:password@host:port/database?pool_size=10 (connections per replica)"),
     ("--tls-cert", "FILES_TLS_CERT", "tls_cert", str, "FILE",
      "PEM certificate chain: serve both listeners over TLS"),
     ("--tls-key", "FILES_TLS_KEY", "tls_key", str, "FILE", "PEM private key for --tls-cert"),

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
+from yandex.cloud.ai.files.v1 import file_service_pb2
 
 from server.domain import MAX_CONTENT_BYTES, Files
-from server.grpc_api import FileServicer, add_services, set_serving
+from server.grpc_api import FILE_SERVICE, FileServicer, add_services, set_serving
 from server.http_api import make_app
-from server.store import open_store
+from server.rest import ServicerInvoker, rest_handler
+from server.store import open_store, without_password
+from server.transcoder import routes_for
 
 if TYPE_CHECKING:
     from grpc_health.v1 import health
@@ -93,9 +96,8 @@ class Server:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        self._health = add_services(
-            self._grpc, FileServicer(self.files, lambda: self.http_base_url)
-        )
+        servicer = FileServicer(self.files, lambda: self.http_base_url)
+        self._health = add_services(self._grpc, servicer)
         if self.tls:
             assert settings.tls_cert is not None and settings.tls_key is not None
             with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
@@ -104,7 +106,11 @@ class Server:
         else:
             self.grpc_port = self._grpc.add_insecure_port(settings.grpc_listen)
 
-        self._http = web.AppRunner(make_app(self.files), access_log=None)
+        rest = rest_handler(
+            routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"]),
+            ServicerInvoker({FILE_SERVICE: servicer}),
+        )
+        self._http = web.AppRunner(make_app(self.files, rest), access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)
         ssl_context = None
@@ -125,7 +131,7 @@ class Server:
             http_host,
             self.http_port,
             " over TLS" if self.tls else "",
-            settings.store,
+            without_password(settings.store),
         )
 
     def start_sweeper(self, interval_seconds: float) -> None:

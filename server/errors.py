@@ -63,12 +63,17 @@ class ResourceExhausted(DomainError):
     pass
 
 
+class Unavailable(DomainError):
+    """The store cannot be reached just now (say, the database restarts); retrying may work."""
+
+
 GRPC_CODES: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
     NotFound: code_pb2.NOT_FOUND,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
     Unauthenticated: code_pb2.UNAUTHENTICATED,
     ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    Unavailable: code_pb2.UNAVAILABLE,
 }
 
 # HTTP status for each gRPC code, as google/api/http.proto's transcoding convention maps them.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 FILE_SERVICE = file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+REQUEST_ID = "x-request-id"
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -40,6 +42,9 @@ def _reports_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     async def wrapper(
         self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
+        metadata = dict(context.invocation_metadata() or ())
+        request_id = metadata.get(REQUEST_ID) or uuid.uuid4().hex
+        await context.send_initial_metadata(((REQUEST_ID, request_id),))
         try:
             return await method(self, request, context)
         except DomainError as e:

@@ -7,13 +7,27 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from aiohttp import web
+from google.rpc import code_pb2, status_pb2
 
-from server.errors import INTERNAL_MESSAGE, DomainError, http_status
+from server.domain import MAX_CONTENT_BYTES
+from server.errors import INTERNAL_MESSAGE, DomainError
+from server.rest import json_error
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from server.domain import Files
+
+# Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
+MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
+
+# What the framework's own error pages mean, for clients that only read JSON errors.
+_FRAMEWORK_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    404: code_pb2.NOT_FOUND,
+    405: code_pb2.UNIMPLEMENTED,
+    413: code_pb2.RESOURCE_EXHAUSTED,
+}
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +40,6 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def _error_response(status: int, code: int, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status)
-
-
 @web.middleware
 async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,13 +47,17 @@ async def _errors(
     try:
         return await handler(request)
     except DomainError as e:
-        status = e.to_status()
-        return _error_response(http_status(status.code), status.code, status.message)
-    except web.HTTPException:
-        raise
+        return json_error(e.to_status())
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _FRAMEWORK_CODES.get(e.status, code_pb2.UNKNOWN)
+        response = json_error(status_pb2.Status(code=code, message=e.reason))
+        response.set_status(e.status)
+        return response
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        return _error_response(500, 13, INTERNAL_MESSAGE)
+        return json_error(status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE))
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
@@ -63,8 +77,12 @@ async def _download(request: web.Request) -> web.StreamResponse:
     )
 
 
-def make_app(files: Files) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=1024**2)
+def make_app(
+    files: Files, rest: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.Application:
+    """Downloads first, then REST for every other path (the transcoder answers 404/405)."""
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[FILES_KEY] = files
     app.router.add_get("/files/v1/files/{file_id}/content", _download)
+    app.router.add_route("*", "/{tail:.*}", rest)
     return app

@@ -1,4 +1,8 @@
-"""Fixtures: one contract suite runs against every store backend and a real in-process server."""
+"""Fixtures: one contract suite runs against every store backend and a real in-process server.
+
+The PostgreSQL backend runs on a throwaway cluster started once per session (tests/postgres.py),
+and only when a test asks for it; each test gets a database of its own.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,15 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from server.app import Server, Settings
 from server.domain import Files
 from server.store import open_store
+from tests.postgres import Cluster, ClusterError, start_cluster
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
     from server.store import FileStore
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
 class Clock:
@@ -37,12 +42,31 @@ class Clock:
         self.now += ns
 
 
-def store_url(backend: str, tmp_path: Path) -> str:
-    if backend == "memory":
-        return "memory:"
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'files.db'}"
-    raise ValueError(backend)
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """Fails, rather than skips, without PostgreSQL: CI installs it, so no test goes unrun."""
+    try:
+        cluster = start_cluster()
+    except ClusterError as e:
+        failure = str(e)
+    else:
+        failure = ""
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def postgres_database(postgres_cluster: Cluster) -> Iterator[str]:
+    """The URL of an empty database, dropped after the test."""
+    name = postgres_cluster.database()
+    try:
+        yield postgres_cluster.url(name)
+    finally:
+        postgres_cluster.drop(name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -51,8 +75,20 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(backend: str, tmp_path: Path) -> AsyncIterator[FileStore]:
-    opened = open_store(store_url(backend, tmp_path))
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store of the test's backend."""
+    if backend == "memory":
+        return "memory:"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'files.db'}"
+    if backend == "postgres":
+        return str(request.getfixturevalue("postgres_database"))
+    raise ValueError(backend)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[FileStore]:
+    opened = open_store(store_url)
     await opened.open()
     yield opened
     await opened.close()
@@ -79,12 +115,12 @@ class Running:
 
 
 @pytest.fixture
-async def running(backend: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Running]:
+async def running(store_url: str, clock: Clock) -> AsyncIterator[Running]:
     """A real server on 127.0.0.1 port 0 with the test's clock, and a channel to it."""
     settings = Settings(
         grpc_listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
-        store=store_url(backend, tmp_path),
+        store=store_url,
         sweep_interval_seconds=3600,
         shutdown_grace_seconds=1,
     )

@@ -104,6 +104,13 @@ async def test_mime_type_is_deduced_from_content(
     assert (await create(files, content=content, name=name)).mime_type == mime
 
 
+async def test_a_description_keeps_any_character(files: Files) -> None:
+    # U+0000 included: PostgreSQL `text` cannot hold it, so that backend must not use it here.
+    description = "line\nnul\x00tab\tжёлтый 🙂"
+    file = await create(files, description=description)
+    assert (await files.get(fs.GetFileRequest(file_id=file.id))).description == description
+
+
 async def test_get_and_delete(files: Files) -> None:
     file = await create(files)
     assert await files.get(fs.GetFileRequest(file_id=file.id)) == file

@@ -1,14 +1,21 @@
-"""The FileStore contract, on every backend: atomicity, durability across a reopen."""
+"""The FileStore contract, on every backend: atomicity, durability across a reopen, migrations."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import importlib
 import sqlite3
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
+import asyncpg
 import pytest
 
-from server.store import FileRecord, open_store
+from server.store import FileRecord, open_store, pending_migrations, without_password
+from server.store.postgres import CHUNK_BYTES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,6 +49,14 @@ async def test_round_trip_keeps_every_field(store: FileStore) -> None:
     await store.create(record(), b"hello")
     assert await store.get(record().id, NOW) == record()
     assert await store.content(record().id, NOW) == b"hello"
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, 2 * CHUNK_BYTES + 7])
+async def test_content_of_any_size_comes_back_whole(store: FileStore, size: int) -> None:
+    content = (bytes(range(256)) * (size // 256 + 1))[:size]
+    await store.create(record(size=size), content)
+    assert await store.content(record().id, NOW) == content
+    assert await store.content(record().id, record().expires_at_ns) is None
 
 
 async def test_a_failing_change_leaves_the_record_as_it_was(store: FileStore) -> None:
@@ -98,8 +113,153 @@ async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["", "memory", "memory:x", "sqlite:", "sqlite://", "sqlite:///", "mysql://h/db"]
+    "url",
+    [
+        "",
+        "memory",
+        "memory:x",
+        "sqlite:",
+        "sqlite://",
+        "sqlite:///",
+        "mysql://h/db",
+        "postgresql://",
+        "postgresql://h:5432",
+        "postgresql://h/db?pool_size=x",
+        "postgresql://h/db?pool_size=-1",
+        "postgresql://h/db?pool_size=1&pool_size=2",
+    ],
 )
 def test_bad_store_urls_are_refused_with_a_reason(url: str) -> None:
     with pytest.raises(ValueError, match=r"URL|memory"):
         open_store(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "dsn", "pool_size"),
+    [
+        ("postgresql://u:p@h:5432/db", "postgresql://u:p@h:5432/db", 10),
+        ("postgres://h/db?pool_size=3", "postgres://h/db", 3),
+        (
+            "postgresql://u@h/db?sslmode=require&pool_size=25&application_name=files",
+            "postgresql://u@h/db?sslmode=require&application_name=files",
+            25,
+        ),
+        ("postgresql:///db?host=/run/postgresql", "postgresql:///db?host=/run/postgresql", 10),
+    ],
+)
+def test_postgres_url_gives_the_pool_size_and_passes_the_rest_on(
+    url: str, dsn: str, pool_size: int
+) -> None:
+    store = open_store(url)
+    assert (store.dsn, store.pool_size) == (dsn, pool_size)  # type: ignore[attr-defined]
+
+
+def test_postgres_pool_needs_a_connection() -> None:
+    with pytest.raises(ValueError, match="pool_size must be at least 1"):
+        open_store("postgresql://h/db?pool_size=0")
+
+
+def test_a_driver_is_imported_only_for_its_url() -> None:
+    code = (
+        "import sys; from server.store import open_store;"
+        " open_store('memory:'); open_store('sqlite:///x.db'); print('asyncpg' in sys.modules);"
+        " open_store('postgresql://h/db'); print('asyncpg' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("memory:", "memory:"),
+        ("sqlite:////abs/files.db", "sqlite:////abs/files.db"),
+        ("postgresql://files@db/files", "postgresql://files@db/files"),
+        ("postgresql://files:s3cr%40t@db:5432/files", "postgresql://files:***@db:5432/files"),
+        (
+            "postgresql://db/files?password=s3cret&pool_size=5",
+            "postgresql://db/files?password=***&pool_size=5",
+        ),
+    ],
+)
+def test_urls_are_logged_without_passwords(url: str, logged: str) -> None:
+    assert without_password(url) == logged
+
+
+SQL_BACKENDS = ["sqlite", "postgres"]
+
+
+async def query(url: str, sql: str) -> object:
+    """The first column of the first row, read around the store under test."""
+    if url.startswith("sqlite:"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            row = conn.execute(sql).fetchone()
+            return None if row is None else row[0]
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+async def schema_version(backend: str, url: str) -> object:
+    if backend == "sqlite":
+        return await query(url, "PRAGMA user_version")
+    return await query(url, "SELECT max(version) FROM schema_version")
+
+
+def test_pending_migrations_are_those_past_the_version() -> None:
+    migrations = [("a",), ("b", "c"), ("d",)]
+    assert pending_migrations(migrations, 0) == [(1, ("a",)), (2, ("b", "c")), (3, ("d",))]
+    assert pending_migrations(migrations, 2) == [(3, ("d",))]
+    assert pending_migrations(migrations, 3) == []
+    assert pending_migrations(migrations, 4) == []  # a newer schema: an older replica runs on
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+async def test_migrations_apply_once_each_and_all_or_nothing(
+    backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module(f"server.store.{backend}")
+    shipped = list(module.MIGRATIONS)
+    first = open_store(store_url)
+    await first.open()
+    await first.create(record(), b"x")
+    await first.close()
+    assert await schema_version(backend, store_url) == len(shipped)
+
+    broken = ("CREATE TABLE extra (n integer)", "INSERT INTO no_such_table VALUES (1)")
+    monkeypatch.setattr(module, "MIGRATIONS", [*shipped, broken])
+    with pytest.raises((sqlite3.OperationalError, ConnectionError), match="no_such_table"):
+        await open_store(store_url).open()
+    assert await schema_version(backend, store_url) == len(shipped)
+    assert await query(store_url, "SELECT count(*) FROM files") == 1  # `extra` rolled back too
+
+    fixed = ("CREATE TABLE extra (n integer)", "INSERT INTO extra VALUES (7)")
+    monkeypatch.setattr(module, "MIGRATIONS", [*shipped, fixed])
+    for _ in range(2):  # the second open finds nothing to do: CREATE TABLE again would fail
+        again = open_store(store_url)
+        await again.open()
+        assert await again.get(record().id, NOW) == record()
+        await again.close()
+    assert await schema_version(backend, store_url) == len(shipped) + 1
+    assert await query(store_url, "SELECT sum(n) FROM extra") == 7
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+async def test_replicas_starting_together_migrate_once_and_share_one_secret(
+    backend: str, store_url: str
+) -> None:
+    replicas = [open_store(store_url) for _ in range(4)]
+    await asyncio.gather(*(r.open() for r in replicas))
+    try:
+        secrets = await asyncio.gather(
+            *(r.signing_secret(lambda i=i: bytes([i]) * 32) for i, r in enumerate(replicas))  # type: ignore[misc]
+        )
+    finally:
+        await asyncio.gather(*(r.close() for r in replicas))
+    assert len(set(secrets)) == 1
+    module = importlib.import_module(f"server.store.{backend}")
+    assert await schema_version(backend, store_url) == len(module.MIGRATIONS)

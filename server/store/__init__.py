@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,14 +75,33 @@ class FileStore(Protocol):
         """Removes expired records with their content; returns how many."""
 
 
+Migration = tuple[str, ...]
+"""The statements that bring a SQL backend's schema from version N to N+1."""
+
+
+def pending_migrations(
+    migrations: Sequence[Migration], version: int
+) -> list[tuple[int, Migration]]:
+    """The migrations a schema at `version` still needs, each with the version it brings.
+
+    Both SQL backends keep an append-only list and apply what this returns in one transaction
+    (SQLite records the version in `PRAGMA user_version`, PostgreSQL in `schema_version`). A
+    schema newer than the list needs nothing: an older replica runs on during an upgrade.
+    """
+    return list(enumerate(migrations[version:], start=version + 1))
+
+
 _BACKENDS = {
     "memory": "server.store.memory:MemoryStore",
     "sqlite": "server.store.sqlite:SqliteStore",
+    "postgresql": "server.store.postgres:PostgresStore",
+    "postgres": "server.store.postgres:PostgresStore",
 }
 
 
 def open_store(url: str) -> FileStore:
-    """The backend for a store URL (`memory:`, `sqlite:///rel.db`, `sqlite:////abs.db`).
+    """The backend for a store URL (`memory:`, `sqlite:///rel.db`, `sqlite:////abs.db`,
+    `postgresql://user:password@host:port/database?pool_size=10`).
 
     The backend module is imported here, so a driver is loaded only when its URL is used.
     """
@@ -93,3 +113,16 @@ def open_store(url: str) -> FileStore:
     module_name, _, class_name = target.partition(":")
     backend: type[FileStore] = getattr(importlib.import_module(module_name), class_name)
     return backend.from_url(url)  # type: ignore[attr-defined, no-any-return]
+
+
+def without_password(url: str) -> str:
+    """The store URL fit for a log line: a password in it, or in its query, becomes `***`."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(key != "password" for key, _ in query):
+        return url  # untouched: urlunsplit would turn sqlite://// into sqlite://
+    user, at, host = parts.netloc.rpartition("@")
+    if parts.password is not None:
+        user = f"{user.partition(':')[0]}:***"
+    hidden = [(key, "***" if key == "password" else value) for key, value in query]
+    return parts._replace(netloc=f"{user}{at}{host}", query=urlencode(hidden, safe="*")).geturl()

@@ -11,22 +11,23 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from server.store import FileRecord
+from server.store import FileRecord, pending_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from server.store import Cursor
+    from server.store import Cursor, Migration
 
 T = TypeVar("T")
 
 # Each entry brings the schema from version N to N+1 (PRAGMA user_version); never edit one
 # that has shipped, append a new one.
-MIGRATIONS: list[tuple[str, ...]] = [
+MIGRATIONS: list[Migration] = [
     (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
         """CREATE TABLE files (
@@ -92,6 +93,19 @@ def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRec
     return None if row is None else _record(row)
 
 
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 200) -> None:
+    """Switching a new database to WAL can fail as busy without waiting on busy_timeout
+    while another process does the same, so a concurrent start retries for a while."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class SqliteStore:
     """Files and their bytes in one SQLite database file."""
 
@@ -130,11 +144,11 @@ class SqliteStore:
 
     def _open_writer(self) -> None:
         conn = self._write_conn = self._connect()
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for number, statements in pending_migrations(MIGRATIONS, version):
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")

@@ -1,0 +1,206 @@
+"""REST over aiohttp: match a route, transcode, call an Invoker, answer JSON.
+
+Two invokers: `ServicerInvoker` calls our servicer in process (no network hop, same loop) and
+`ChannelInvoker` forwards to any gRPC server (the standalone gateway).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import message_factory
+from google.rpc import code_pb2, status_pb2
+
+from server.errors import INTERNAL_MESSAGE, http_status
+from server.grpc_api import REQUEST_ID
+from server.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from google.protobuf.descriptor import MethodDescriptor
+    from google.protobuf.message import Message
+
+    from server.transcoder import Invoker, Route
+
+log = logging.getLogger(__name__)
+
+_STATUS_DETAILS = "grpc-status-details-bin"
+
+
+def _status(code: int, message: str) -> status_pb2.Status:
+    return status_pb2.Status(code=code, message=message)
+
+
+def _status_from(
+    code: grpc.StatusCode, details: str, trailing: Sequence[tuple[str, Any]]
+) -> status_pb2.Status:
+    for key, value in trailing:
+        if key == _STATUS_DETAILS and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return _status(code.value[0], details)
+
+
+class _InProcessContext:
+    """The part of grpc.aio.ServicerContext our servicer uses, for calls that come over REST."""
+
+    def __init__(self, metadata: list[tuple[str, str]], peer: str) -> None:
+        self._metadata = tuple(metadata)
+        self._peer = peer
+        self.response_metadata: list[tuple[str, str]] = []
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def peer(self) -> str:
+        return self._peer
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+    async def send_initial_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self.response_metadata.extend(metadata)
+
+    def set_trailing_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self.response_metadata.extend((k, v) for k, v in metadata if not k.endswith("-bin"))
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
+    ) -> None:
+        raise RpcFailure(_status_from(code, details, trailing_metadata))
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        raise RpcFailure(_status_from(status.code, status.details, status.trailing_metadata))
+
+
+class ServicerInvoker:
+    """Calls a servicer's method directly, as grpc would, with an in-process context."""
+
+    def __init__(self, servicers: dict[str, object]) -> None:
+        self._servicers = servicers
+
+    async def __call__(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: list[tuple[str, str]],
+        peer: str = "",
+    ) -> tuple[Message, list[tuple[str, str]]]:
+        servicer = self._servicers[method.containing_service.full_name]
+        context = _InProcessContext(metadata, peer)
+        response: Message = await getattr(servicer, method.name)(request, context)
+        return response, context.response_metadata
+
+
+class ChannelInvoker:
+    """Forwards each call over a gRPC channel, for servers found by reflection."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+
+    async def __call__(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: list[tuple[str, str]],
+        peer: str = "",
+    ) -> tuple[Message, list[tuple[str, str]]]:
+        output = message_factory.GetMessageClass(method.output_type)
+        callable_: grpc.aio.UnaryUnaryMultiCallable[Message, Message] = self._channel.unary_unary(
+            f"/{method.containing_service.full_name}/{method.name}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=output.FromString,
+        )
+        call = callable_(request, metadata=metadata)
+        try:
+            response = await call
+            initial = await call.initial_metadata()
+        except grpc.aio.AioRpcError as e:
+            trailing = list(e.trailing_metadata() or ())
+            raise RpcFailure(_status_from(e.code(), e.details() or "", trailing)) from None
+        return response, [(k, v) for k, v in (initial or ()) if isinstance(v, str)]
+
+
+def _forwarded_metadata(request: web.Request, request_id: str) -> list[tuple[str, str]]:
+    """`Authorization` and every `x-*` header become gRPC metadata."""
+    metadata = [
+        (key.lower(), value)
+        for key, value in request.headers.items()
+        if key.lower() == "authorization"
+        or (key.lower().startswith("x-") and key.lower() != REQUEST_ID)
+    ]
+    metadata.append((REQUEST_ID, request_id))
+    return metadata
+
+
+def json_error(status: status_pb2.Status, request_id: str | None = None) -> web.Response:
+    headers = {REQUEST_ID: request_id} if request_id else {}
+    if status.code == code_pb2.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = 'Api-Key realm="files", Bearer realm="files"'
+    return web.Response(
+        body=encode_status(status),
+        status=http_status(status.code),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def rest_handler(routes: list[Route], invoke: Invoker) -> Any:
+    """One aiohttp handler serving every route; unknown paths and verbs answer JSON too."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        raw_path = request.rel_url.raw_path
+        matched = [(r, m) for r in routes if (m := r.pattern.fullmatch(raw_path))]
+        if not matched:
+            return json_error(_status(code_pb2.NOT_FOUND, f"no route for {raw_path}"), request_id)
+        verb = request.method.lower()
+        for route, match in matched:  # noqa: B007 (both used after the loop)
+            if route.http_method == verb:
+                break
+        else:
+            allowed = ", ".join(sorted({r.http_method.upper() for r, _ in matched}))
+            response = json_error(
+                _status(
+                    code_pb2.UNIMPLEMENTED, f"{request.method} is not allowed here; use {allowed}"
+                ),
+                request_id,
+            )
+            response.set_status(405)
+            response.headers["Allow"] = allowed
+            return response
+        try:
+            call = HttpCall(
+                raw_path,
+                request.rel_url.raw_query_string,
+                await request.read(),
+                request.headers.get("Content-Type", ""),
+            )
+            message = decode(route, match, call)
+            reply, metadata = await invoke(
+                route.method,
+                message,
+                _forwarded_metadata(request, request_id),
+                request.remote or "",
+            )
+        except BadRequest as e:
+            return json_error(_status(code_pb2.INVALID_ARGUMENT, str(e)), request_id)
+        except RpcFailure as e:
+            return json_error(e.status, request_id)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, raw_path)
+            return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE), request_id)
+        headers = {k: v for k, v in metadata if k != REQUEST_ID}
+        headers[REQUEST_ID] = request_id
+        return web.Response(body=encode(reply), content_type="application/json", headers=headers)
+
+    return handle
