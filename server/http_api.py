@@ -7,11 +7,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from aiohttp import web
-from google.rpc import code_pb2, status_pb2
 
 from server.domain import MAX_CONTENT_BYTES
-from server.errors import INTERNAL_MESSAGE, DomainError
-from server.rest import json_error
+from server.rest import json_errors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -20,14 +18,6 @@ if TYPE_CHECKING:
 
 # Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
 MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
-
-# What the framework's own error pages mean, for clients that only read JSON errors.
-_FRAMEWORK_CODES = {
-    400: code_pb2.INVALID_ARGUMENT,
-    404: code_pb2.NOT_FOUND,
-    405: code_pb2.UNIMPLEMENTED,
-    413: code_pb2.RESOURCE_EXHAUSTED,
-}
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +28,6 @@ def content_disposition(name: str) -> str:
     """RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in filename*."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-@web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except DomainError as e:
-        return json_error(e.to_status())
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        code = _FRAMEWORK_CODES.get(e.status, code_pb2.UNKNOWN)
-        response = json_error(status_pb2.Status(code=code, message=e.reason))
-        response.set_status(e.status)
-        return response
-    except Exception:
-        log.exception("unexpected error serving %s %s", request.method, request.path)
-        return json_error(status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE))
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
@@ -81,7 +51,7 @@ def make_app(
     files: Files, rest: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.Application:
     """Downloads first, then REST for every other path (the transcoder answers 404/405)."""
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[FILES_KEY] = files
     app.router.add_get("/files/v1/files/{file_id}/content", _download)
     app.router.add_route("*", "/{tail:.*}", rest)

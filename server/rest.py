@@ -15,12 +15,12 @@ from aiohttp import web
 from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
-from server.errors import INTERNAL_MESSAGE, http_status
+from server.errors import INTERNAL_MESSAGE, DomainError, http_status
 from server.grpc_api import REQUEST_ID
 from server.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from google.protobuf.descriptor import MethodDescriptor
     from google.protobuf.message import Message
@@ -150,6 +150,36 @@ def json_error(status: status_pb2.Status, request_id: str | None = None) -> web.
         content_type="application/json",
         headers=headers,
     )
+
+
+# What the framework's own error pages mean, for clients that only read JSON errors.
+_FRAMEWORK_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    404: code_pb2.NOT_FOUND,
+    405: code_pb2.UNIMPLEMENTED,
+    413: code_pb2.RESOURCE_EXHAUSTED,
+}
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error a handler or the framework raises answers as a JSON google.rpc.Status."""
+    try:
+        return await handler(request)
+    except DomainError as e:
+        return json_error(e.to_status())
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _FRAMEWORK_CODES.get(e.status, code_pb2.UNKNOWN)
+        response = json_error(_status(code, e.reason))
+        response.set_status(e.status)
+        return response
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE))
 
 
 def rest_handler(routes: list[Route], invoke: Invoker) -> Any:

@@ -52,52 +52,42 @@ def wait_serving(target: str, credentials: grpc.ChannelCredentials | None = None
 
 
 @contextlib.contextmanager
-def server_process(
-    *args: str,
-    env: dict[str, str] | None = None,
-    credentials: grpc.ChannelCredentials | None = None,
-) -> Iterator[ServerProcess]:
-    """`python -m server` on free loopback ports; stopped with SIGTERM on exit."""
-    command = [
-        sys.executable,
-        "-m",
-        "server",
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--http-listen",
-        "127.0.0.1:0",
-        *args,
-    ]
+def spawn(
+    command: list[str], ready: re.Pattern[str], env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], re.Match[str], list[str]]]:
+    """Runs a command until it prints a line matching `ready`; SIGTERM (then SIGKILL) on exit.
+
+    Yields the process, that match, and the output so far (stdout and stderr, kept growing).
+    """
     process = subprocess.Popen(
         command,
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
     )
     log: list[str] = []
     found = threading.Event()
-    addresses: list[str] = []
+    matches: list[re.Match[str]] = []
 
     def drain() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
+        assert process.stdout is not None
+        for line in process.stdout:
             log.append(line)
-            match = _LISTENING.search(line)
+            match = ready.search(line)
             if match and not found.is_set():
-                addresses.extend([f"{match[1]}:{match[2]}", f"{match[3]}:{match[4]}"])
+                matches.append(match)
                 found.set()
         found.set()
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        if not found.wait(STARTUP_TIMEOUT) or not addresses:
-            raise RuntimeError("server did not start:\n" + "".join(log))
-        wait_serving(addresses[0], credentials)
-        yield ServerProcess(process, addresses[0], addresses[1], log)
+        if not found.wait(STARTUP_TIMEOUT) or not matches:
+            raise RuntimeError(f"{command} did not start:\n" + "".join(log))
+        yield process, matches[0], log
     finally:
         process.terminate()
         try:
@@ -106,8 +96,23 @@ def server_process(
             process.kill()
             process.wait()
         reader.join(timeout=5)
-        if process.stderr is not None:
-            process.stderr.close()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextlib.contextmanager
+def server_process(
+    *args: str,
+    env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Iterator[ServerProcess]:
+    """`python -m server` on free loopback ports, serving when yielded."""
+    command = [sys.executable, "-m", "server", "--grpc-listen", "127.0.0.1:0"]
+    command += ["--http-listen", "127.0.0.1:0", *args]
+    with spawn(command, _LISTENING, env) as (process, match, log):
+        grpc_address, http_address = f"{match[1]}:{match[2]}", f"{match[3]}:{match[4]}"
+        wait_serving(grpc_address, credentials)
+        yield ServerProcess(process, grpc_address, http_address, log)
 
 
 def run_client(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
