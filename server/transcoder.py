@@ -405,8 +405,9 @@ def decode(route: Route, match: re.Match[str], call: HttpCall) -> Message:
 
 
 def encode(message: Message) -> bytes:
-    return json_format.MessageToJson(message, indent=None).encode()
+    """Compact proto3 JSON, newline-terminated (a terminal shows `curl` output cleanly)."""
+    return json_format.MessageToJson(message, indent=None).encode() + b"\n"
 
 
 def encode_status(status: status_pb2.Status) -> bytes:
-    return json_format.MessageToJson(status, indent=None).encode()
+    return encode(status)
