@@ -8,9 +8,11 @@ import dataclasses
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from server.app import Settings, serve
+from server.auth import add_key
 
 # (flag, environment variable, Settings field, type, metavar, help)
 _FLAGS: list[tuple[str, str, str, type, str, str]] = [
@@ -31,6 +33,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "how long a GetUrl link works"),
     ("--sweep-interval", "FILES_SWEEP_INTERVAL", "sweep_interval_seconds", float, "SECONDS",
      "how often expired files are purged"),
+    ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
+     "API keys file (see `keys add`); without it every caller is anonymous"),
 ]  # fmt: skip
 
 
@@ -48,13 +52,47 @@ def parse_args(argv: list[str]) -> Settings:
             flag, dest=field, type=kind, default=default, metavar=metavar,
             help=f"{text} ({variable}{shown})",
         )  # fmt: skip
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=os.environ.get("FILES_ALLOW_ANONYMOUS", "") not in ("", "0", "false"),
+        help="without --auth-keys, listen on non-loopback addresses anyway (FILES_ALLOW_ANONYMOUS)",
+    )
     args = parser.parse_args(argv)
     # argparse converts string defaults (those from the environment) with `type` as well.
-    return dataclasses.replace(defaults, **{f[2]: getattr(args, f[2]) for f in _FLAGS})
+    values = {f[2]: getattr(args, f[2]) for f in _FLAGS}
+    return dataclasses.replace(defaults, allow_anonymous=args.allow_anonymous, **values)
+
+
+def keys_command(argv: list[str]) -> None:
+    """`python -m server keys add --subject S --folders f1,f2`: prints a new key once."""
+    parser = argparse.ArgumentParser(prog="python -m server keys")
+    actions = parser.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="make a key for a subject and append its hash")
+    add.add_argument("--subject", required=True, help="who the key belongs to")
+    add.add_argument(
+        "--folders", required=True, help="comma-separated folder ids the key may use, or '*'"
+    )
+    add.add_argument(
+        "--file",
+        default=os.environ.get("FILES_AUTH_KEYS", "data/keys.toml"),
+        help="the keys file (FILES_AUTH_KEYS; default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        key = add_key(Path(args.file), args.subject, args.folders.split(","))
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"cannot add the key: {e}")
+    print(key)
+    print(f"added for {args.subject} to {args.file}; this key is shown only now", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        keys_command(argv[1:])
+        return
+    settings = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

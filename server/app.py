@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import signal
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
 from yandex.cloud.ai.files.v1 import file_service_pb2
 
+from server.auth import Authenticator, KeyRing
 from server.domain import MAX_CONTENT_BYTES, Files
 from server.grpc_api import FILE_SERVICE, FileServicer, add_services, set_serving
 from server.http_api import make_app
@@ -41,6 +44,8 @@ class Settings:
     url_ttl_seconds: int = 3600
     sweep_interval_seconds: float = 60.0
     shutdown_grace_seconds: float = 10.0
+    auth_keys: str | None = None
+    allow_anonymous: bool = False
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -48,6 +53,15 @@ def split_host_port(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"expected HOST:PORT, got {address!r}")
     return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _url_host(host: str) -> str:
@@ -87,6 +101,7 @@ class Server:
         settings = self.settings
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+        auth = self._authenticator()
         await self.files.store.open()
         await self.files.start()
 
@@ -96,7 +111,7 @@ class Server:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        servicer = FileServicer(self.files, lambda: self.http_base_url)
+        servicer = FileServicer(self.files, lambda: self.http_base_url, auth)
         self._health = add_services(self._grpc, servicer)
         if self.tls:
             assert settings.tls_cert is not None and settings.tls_key is not None
@@ -106,11 +121,10 @@ class Server:
         else:
             self.grpc_port = self._grpc.add_insecure_port(settings.grpc_listen)
 
-        rest = rest_handler(
-            routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"]),
-            ServicerInvoker({FILE_SERVICE: servicer}),
-        )
-        self._http = web.AppRunner(make_app(self.files, rest), access_log=None)
+        routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
+        rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}))
+        app = make_app(self.files, rest)
+        self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)
         ssl_context = None
@@ -139,6 +153,23 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self._sweeper = asyncio.create_task(self._sweep_forever(interval_seconds))
+
+    def _authenticator(self) -> Authenticator:
+        settings = self.settings
+        if settings.auth_keys:
+            return Authenticator(KeyRing.load(Path(settings.auth_keys)))
+        exposed = [
+            a
+            for a in (settings.grpc_listen, settings.http_listen)
+            if not _is_loopback(split_host_port(a)[0])
+        ]
+        if exposed and not settings.allow_anonymous:
+            raise ValueError(
+                f"refusing to serve {', '.join(exposed)} without --auth-keys:"
+                " anyone who can connect could read and change every file"
+                " (pass --allow-anonymous if that is what you want)"
+            )
+        return Authenticator(None)
 
     async def _sweep_forever(self, interval_seconds: float) -> None:
         while True:

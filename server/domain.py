@@ -26,6 +26,7 @@ from google.protobuf import timestamp_pb2
 from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 
+from server.auth import ANONYMOUS, Caller
 from server.errors import InvalidArgument, NotFound, PermissionDenied
 from server.masks import MalformedPath, split_path
 from server.mime import detect_mime
@@ -50,7 +51,6 @@ MAX_ID_CHARS = 128
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 NS_PER_DAY = 86_400 * 10**9
-ANONYMOUS = "anonymous"
 
 _LABEL_KEY = re.compile(r"[a-z][-_./\\@0-9a-z]{0,62}")
 _LABEL_VALUE = re.compile(r"[-_./\\@0-9a-z]{0,63}")
@@ -281,9 +281,9 @@ class Files:
         return self._signer
 
     async def create(
-        self, request: file_service_pb2.CreateFileRequest, subject: str = ANONYMOUS
+        self, request: file_service_pb2.CreateFileRequest, caller: Caller = ANONYMOUS
     ) -> file_pb2.File:
-        folder_id = _require_id("folder_id", request.folder_id)
+        folder_id = _require_folder(request.folder_id, caller)
         if not request.content:
             raise InvalidArgument.field("content", "is required and must not be empty")
         if len(request.content) > MAX_CONTENT_BYTES:
@@ -301,9 +301,9 @@ class Files:
             name=request.name,
             description=request.description,
             mime_type=mime_type,
-            created_by=subject,
+            created_by=caller.subject,
             created_at_ns=now,
-            updated_by=subject,
+            updated_by=caller.subject,
             updated_at_ns=now,
             expiration_policy=config.expiration_policy or DEFAULT_POLICY,
             ttl_days=config.ttl_days or DEFAULT_TTL_DAYS,
@@ -316,37 +316,41 @@ class Files:
         await self.store.create(record, request.content)
         return to_proto(record)
 
-    async def get(self, request: file_service_pb2.GetFileRequest) -> file_pb2.File:
-        return to_proto(await self._live(_require_id("file_id", request.file_id)))
+    async def get(
+        self, request: file_service_pb2.GetFileRequest, caller: Caller = ANONYMOUS
+    ) -> file_pb2.File:
+        return to_proto(await self._visible(_require_id("file_id", request.file_id), caller))
 
-    async def _live(self, file_id: str) -> FileRecord:
+    async def _visible(self, file_id: str, caller: Caller) -> FileRecord:
         record = await self.store.get(file_id, self.clock())
-        if record is None:
-            raise _not_found(file_id)
-        return record
+        return _visible_to(caller, record, file_id)
 
     async def update(
-        self, request: file_service_pb2.UpdateFileRequest, subject: str = ANONYMOUS
+        self, request: file_service_pb2.UpdateFileRequest, caller: Caller = ANONYMOUS
     ) -> file_pb2.File:
         file_id = _require_id("file_id", request.file_id)
         patch = plan_update(list(request.update_mask.paths))
         now = self.clock()
-        updated = await self.store.update(
-            file_id, now, lambda record: apply_patch(record, patch, request, subject, now)
-        )
-        if updated is None:
-            raise _not_found(file_id)
-        return to_proto(updated)
 
-    async def delete(self, request: file_service_pb2.DeleteFileRequest) -> None:
+        def change(record: FileRecord) -> FileRecord:
+            _visible_to(caller, record, file_id)
+            return apply_patch(record, patch, request, caller.subject, now)
+
+        updated = await self.store.update(file_id, now, change)
+        return to_proto(_visible_to(caller, updated, file_id))
+
+    async def delete(
+        self, request: file_service_pb2.DeleteFileRequest, caller: Caller = ANONYMOUS
+    ) -> None:
         file_id = _require_id("file_id", request.file_id)
+        await self._visible(file_id, caller)  # a file never changes folder
         if not await self.store.delete(file_id, self.clock()):
             raise _not_found(file_id)
 
     async def list(
-        self, request: file_service_pb2.ListFilesRequest
+        self, request: file_service_pb2.ListFilesRequest, caller: Caller = ANONYMOUS
     ) -> file_service_pb2.ListFilesResponse:
-        folder_id = _require_id("folder_id", request.folder_id)
+        folder_id = _require_folder(request.folder_id, caller)
         if request.page_size < 0:
             raise InvalidArgument.field("page_size", "must not be negative")
         # AIP-158: a page size above the maximum is coerced to it.
@@ -375,9 +379,12 @@ class Files:
         return created_at_ns, file_id
 
     async def get_url(
-        self, request: file_service_pb2.GetFileUrlRequest, base_url: str
+        self,
+        request: file_service_pb2.GetFileUrlRequest,
+        base_url: str,
+        caller: Caller = ANONYMOUS,
     ) -> file_service_pb2.GetFileUrlResponse:
-        record = await self._live(_require_id("file_id", request.file_id))
+        record = await self._visible(_require_id("file_id", request.file_id), caller)
         expires = self.clock() // 10**9 + self.url_ttl_seconds
         signature = self.signer.url_signature(record.id, expires)
         url = (
@@ -403,6 +410,21 @@ class Files:
     async def sweep(self) -> int:
         """Purges expired files; the store's condition is re-checked inside its transaction."""
         return await self.store.purge_expired(self.clock())
+
+
+def _require_folder(folder_id: str, caller: Caller) -> str:
+    _require_id("folder_id", folder_id)
+    if not caller.may_use(folder_id):
+        raise PermissionDenied(f"{caller.subject} may not use folder {folder_id!r}")
+    return folder_id
+
+
+def _visible_to(caller: Caller, record: FileRecord | None, file_id: str) -> FileRecord:
+    """The record, if it exists and is in one of the caller's folders: a file elsewhere is
+    NOT_FOUND, so nobody learns that it exists."""
+    if record is None or not caller.may_use(record.folder_id):
+        raise _not_found(file_id)
+    return record
 
 
 def _touch(record: FileRecord, now_ns: int) -> FileRecord:

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_status import rpc_status
 from yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
 
-from server.domain import ANONYMOUS
+from server.auth import Authenticator, Caller
 from server.errors import INTERNAL_MESSAGE, DomainError
 
 if TYPE_CHECKING:
@@ -32,21 +32,25 @@ REQUEST_ID = "x-request-id"
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Method = Callable[[Any, Req, Caller], Awaitable[Resp]]
 Handler = Callable[[Any, Req, Any], Awaitable[Resp]]
 
 
-def _reports_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Domain errors become their status with details; anything else a fixed INTERNAL."""
+def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
+    """What every FileService call goes through, whether it came over gRPC or REST: echo the
+    request id, authenticate, then map domain errors to their status with details and
+    anything unexpected to a fixed INTERNAL (the traceback stays in the server log)."""
 
     @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    async def handler(
+        self: FileServicer, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
-        metadata = dict(context.invocation_metadata() or ())
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         request_id = metadata.get(REQUEST_ID) or uuid.uuid4().hex
         await context.send_initial_metadata(((REQUEST_ID, request_id),))
         try:
-            return await method(self, request, context)
+            caller = self.auth.authenticate(metadata.get("authorization"))
+            return await method(self, request, caller)
         except DomainError as e:
             await context.abort_with_status(rpc_status.to_status(e.to_status()))
         except Exception:
@@ -55,54 +59,53 @@ def _reports_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
             await context.abort_with_status(rpc_status.to_status(status))
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
-    return wrapper
-
-
-def _subject(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    return ANONYMOUS
+    return handler
 
 
 class FileServicer(file_service_pb2_grpc.FileServiceServicer):
-    """Decodes nothing itself: each RPC hands its request message to the domain."""
+    """Decodes nothing itself: each RPC hands its request message and caller to the domain."""
 
-    def __init__(self, files: Files, download_base_url: Callable[[], str]) -> None:
+    def __init__(
+        self, files: Files, download_base_url: Callable[[], str], auth: Authenticator
+    ) -> None:
         self._files = files
         self._download_base_url = download_base_url
+        self.auth = auth
 
-    @_reports_errors
+    @_rpc
     async def Create(
-        self, request: file_service_pb2.CreateFileRequest, context: Any
+        self, request: file_service_pb2.CreateFileRequest, caller: Caller
     ) -> file_pb2.File:
-        return await self._files.create(request, _subject(context))
+        return await self._files.create(request, caller)
 
-    @_reports_errors
-    async def Get(self, request: file_service_pb2.GetFileRequest, context: Any) -> file_pb2.File:
-        return await self._files.get(request)
+    @_rpc
+    async def Get(self, request: file_service_pb2.GetFileRequest, caller: Caller) -> file_pb2.File:
+        return await self._files.get(request, caller)
 
-    @_reports_errors
+    @_rpc
     async def GetUrl(
-        self, request: file_service_pb2.GetFileUrlRequest, context: Any
+        self, request: file_service_pb2.GetFileUrlRequest, caller: Caller
     ) -> file_service_pb2.GetFileUrlResponse:
-        return await self._files.get_url(request, self._download_base_url())
+        return await self._files.get_url(request, self._download_base_url(), caller)
 
-    @_reports_errors
+    @_rpc
     async def Update(
-        self, request: file_service_pb2.UpdateFileRequest, context: Any
+        self, request: file_service_pb2.UpdateFileRequest, caller: Caller
     ) -> file_pb2.File:
-        return await self._files.update(request, _subject(context))
+        return await self._files.update(request, caller)
 
-    @_reports_errors
+    @_rpc
     async def Delete(
-        self, request: file_service_pb2.DeleteFileRequest, context: Any
+        self, request: file_service_pb2.DeleteFileRequest, caller: Caller
     ) -> file_service_pb2.DeleteFileResponse:
-        await self._files.delete(request)
+        await self._files.delete(request, caller)
         return file_service_pb2.DeleteFileResponse()
 
-    @_reports_errors
+    @_rpc
     async def List(
-        self, request: file_service_pb2.ListFilesRequest, context: Any
+        self, request: file_service_pb2.ListFilesRequest, caller: Caller
     ) -> file_service_pb2.ListFilesResponse:
-        return await self._files.list(request)
+        return await self._files.list(request, caller)
 
 
 def _register_reflection_v1_descriptor() -> None:

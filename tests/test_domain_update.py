@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2
 from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
+from server.auth import Caller
 from server.domain import NS_PER_DAY
 from server.errors import InvalidArgument, NotFound
 
@@ -269,7 +270,7 @@ async def test_update_sets_updated_fields_and_keeps_the_immutable_ones(
 ) -> None:
     file = await make_file(files)
     clock.advance(1_234_567_891)
-    updated = await files.update(update_request(file.id, ["name"], name="n"), subject="alice")
+    updated = await files.update(update_request(file.id, ["name"], name="n"), Caller("alice"))
     assert updated.updated_by == "alice"
     assert updated.updated_at.ToNanoseconds() == clock.now
     for field in ("id", "folder_id", "mime_type", "created_by", "created_at"):
