@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CLIENTS := .venv-clients
 CLIENTS_INSTALLED := $(CLIENTS)/.installed
+NODE_CLIENT := clients/node
+NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
 PROTOS := $(sort $(shell find protos -name '*.proto'))
 ARGS ?=
 
@@ -19,6 +21,11 @@ $(INSTALLED): pyproject.toml
 	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "files_api_generated.pth").write_text("$(CURDIR)/generated\n")'
 	touch $@
 
+# The Node client's exact packages (clients/node/package-lock.json); needs node >= 20 and npm.
+$(NODE_INSTALLED): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/.npmrc
+	cd $(NODE_CLIENT) && npm ci --prefer-offline
+	touch $@
+
 $(CLIENTS_INSTALLED): tests/clients/requirements.txt
 	$(PYTHON) -m venv $(CLIENTS)
 	$(CLIENTS)/bin/python -m pip install -q -r tests/clients/requirements.txt
@@ -30,7 +37,13 @@ PROTOC = $(PY) -m grpc_tools.protoc -Iprotos \
 	-I"$$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')" \
 	-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
-generate: $(INSTALLED)
+# One descriptor image with imports, for buf (lint, and the Node stubs). No source info:
+# the Node stubs then carry no comments, so none of the google/* files' text lands here.
+IMAGE := $(VENV)/protos.binpb
+$(IMAGE): $(PROTOS) $(INSTALLED)
+	$(PROTOC) --include_imports --descriptor_set_out=$@ $(PROTOS)
+
+generate: $(INSTALLED) $(NODE_INSTALLED) $(IMAGE)
 	rm -rf generated && mkdir generated
 	$(PROTOC) \
 		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
@@ -38,24 +51,25 @@ generate: $(INSTALLED)
 		--python_out=generated --mypy_out=generated \
 		--grpc_python_out=generated --mypy_grpc_out=generated \
 		$(PROTOS)
+	cd $(NODE_CLIENT) && $(CURDIR)/$(VENV)/bin/buf generate $(CURDIR)/$(IMAGE) --path yandex
 
 # Fails when the committed stubs differ from what `make generate` makes now.
 check-generated: generate
-	@test -z "$$(git status --porcelain -- generated)" || \
-		{ git status --porcelain -- generated; echo "generated/ is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- generated $(NODE_CLIENT)/gen)" || \
+		{ git status --porcelain -- generated $(NODE_CLIENT)/gen; \
+		  echo "generated/ or $(NODE_CLIENT)/gen is stale: run make generate and commit"; exit 1; }
 
-lint: $(INSTALLED)
+lint: $(INSTALLED) $(IMAGE)
 	$(VENV)/bin/ruff check server tests
 	$(VENV)/bin/ruff format --check server tests
 	$(VENV)/bin/mypy server
-	$(PROTOC) --include_imports --include_source_info --descriptor_set_out=$(VENV)/protos.binpb $(PROTOS)
-	$(VENV)/bin/buf lint $(VENV)/protos.binpb --path yandex
+	$(VENV)/bin/buf lint $(IMAGE) --path yandex
 
 run: $(INSTALLED)
 	$(PY) -m server $(ARGS)
 
-test: $(INSTALLED) $(CLIENTS_INSTALLED)
+test: $(INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/pytest $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(CLIENTS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) $(NODE_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache
