@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+
 from server.app import Settings, serve
 from server.auth import add_key
+from server.store import AuditEvent, open_store
 
 # (flag, environment variable, Settings field, type, metavar, help)
 _FLAGS: list[tuple[str, str, str, type, str, str]] = [
@@ -33,6 +36,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "how long a GetUrl link works"),
     ("--sweep-interval", "FILES_SWEEP_INTERVAL", "sweep_interval_seconds", float, "SECONDS",
      "how often expired files are purged"),
+    ("--shutdown-grace", "FILES_SHUTDOWN_GRACE", "shutdown_grace_seconds", float, "SECONDS",
+     "on SIGTERM or SIGINT, how long in-flight calls may run before they are cancelled"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
      "API keys file (see `keys add`); without it every caller is anonymous"),
 ]  # fmt: skip
@@ -87,10 +92,47 @@ def keys_command(argv: list[str]) -> None:
     print(f"added for {args.subject} to {args.file}; this key is shown only now", file=sys.stderr)
 
 
+def audit_command(argv: list[str]) -> None:
+    """`python -m server audit --file ID`: the file's history, oldest first, one line each."""
+    parser = argparse.ArgumentParser(prog="python -m server audit")
+    parser.add_argument("--file", required=True, metavar="FILE_ID", help="the file's id")
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("FILES_STORE", Settings().store),
+        metavar="URL",
+        help="the store the server uses (FILES_STORE; default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+
+    async def history() -> list[AuditEvent]:
+        store = open_store(args.store)
+        await store.open()
+        try:
+            return await store.audit_log(args.file)
+        finally:
+            await store.close()
+
+    try:
+        events = asyncio.run(history())
+    except (OSError, ValueError) as e:
+        sys.exit(f"cannot read the audit log: {e}")
+    if not events:
+        sys.exit(f"no audit records for file {args.file!r}")
+    for event in events:
+        stamp = timestamp_pb2.Timestamp(
+            seconds=event.time_ns // 10**9, nanos=event.time_ns % 10**9
+        ).ToJsonString()
+        paths = ",".join(event.paths) or "-"
+        print(f"{stamp}  {event.action:<6}  {event.subject}  {paths}  request={event.request_id}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         keys_command(argv[1:])
+        return
+    if argv[:1] == ["audit"]:
+        audit_command(argv[1:])
         return
     settings = parse_args(argv)
     logging.basicConfig(

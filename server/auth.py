@@ -34,10 +34,11 @@ _SCHEMES = ("api-key", "bearer")
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    """An authenticated subject and its folders (None: every folder)."""
+    """An authenticated subject and its folders (None: every folder), for one request."""
 
     subject: str
     folders: frozenset[str] | None = None
+    request_id: str = ""
 
     def may_use(self, folder_id: str) -> bool:
         return self.folders is None or folder_id in self.folders

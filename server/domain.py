@@ -14,6 +14,7 @@ about grpc. File.Update follows AIP-134 and AIP-161 as the public doc of the API
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import secrets
@@ -27,11 +28,11 @@ from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 
 from server.auth import ANONYMOUS, Caller
-from server.errors import InvalidArgument, NotFound, PermissionDenied
-from server.masks import MalformedPath, split_path
+from server.errors import Aborted, InvalidArgument, NotFound, PermissionDenied
+from server.masks import MalformedPath, quote_segment, split_path
 from server.mime import detect_mime
 from server.signing import Signer, new_secret
-from server.store import FileRecord
+from server.store import AuditEvent, FileRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -248,6 +249,45 @@ def to_proto(record: FileRecord) -> file_pb2.File:
     )
 
 
+def etag(file: file_pb2.File) -> str:
+    """A strong validator (RFC 9110 section 8.8.3) of the File as clients see it.
+
+    A hash rather than a counter, so it needs no column; `expires_at` is left out, because a
+    download moves it and should not spoil a client's next If-Match.
+    """
+    visible = file_pb2.File()
+    visible.CopyFrom(file)
+    visible.ClearField("expires_at")
+    digest = hashlib.sha256(visible.SerializeToString(deterministic=True)).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def _check_if_match(record: FileRecord, if_match: str | None) -> None:
+    """An extension: `if-match` (gRPC metadata or HTTP header) makes a write conditional."""
+    if if_match is None:
+        return
+    tags = {tag.strip() for tag in if_match.split(",")}
+    if "*" in tags:
+        return
+    if etag(to_proto(record)) not in tags:
+        raise Aborted(f"file {record.id!r} has changed since the etag in if-match was issued")
+
+
+def changed_paths(old: FileRecord, new: FileRecord) -> tuple[str, ...]:
+    """The mask paths whose values differ, as an audit record lists them."""
+    paths = [
+        field for field in ("name", "description") if getattr(old, field) != getattr(new, field)
+    ]
+    for key in sorted(old.labels.keys() | new.labels.keys()):
+        if old.labels.get(key) != new.labels.get(key):
+            paths.append(f"labels.{quote_segment(key)}")
+    if old.expiration_policy != new.expiration_policy:
+        paths.append("expiration_config.expiration_policy")
+    if old.ttl_days != new.ttl_days:
+        paths.append("expiration_config.ttl_days")
+    return tuple(paths)
+
+
 @dataclasses.dataclass(frozen=True)
 class Download:
     record: FileRecord
@@ -313,8 +353,16 @@ class Files:
         )
         _validate(record)
         record = dataclasses.replace(record, expires_at_ns=expiry(record, now))
-        await self.store.create(record, request.content)
+        await self.store.create(record, request.content, self._event(record.id, "create", caller))
         return to_proto(record)
+
+    def _event(
+        self, file_id: str, action: str, caller: Caller, paths: tuple[str, ...] = ()
+    ) -> AuditEvent:
+        return AuditEvent(file_id, self.clock(), caller.subject, action, paths, caller.request_id)
+
+    async def history(self, file_id: str) -> list[AuditEvent]:
+        return await self.store.audit_log(file_id)
 
     async def get(
         self, request: file_service_pb2.GetFileRequest, caller: Caller = ANONYMOUS
@@ -326,7 +374,10 @@ class Files:
         return _visible_to(caller, record, file_id)
 
     async def update(
-        self, request: file_service_pb2.UpdateFileRequest, caller: Caller = ANONYMOUS
+        self,
+        request: file_service_pb2.UpdateFileRequest,
+        caller: Caller = ANONYMOUS,
+        if_match: str | None = None,
     ) -> file_pb2.File:
         file_id = _require_id("file_id", request.file_id)
         patch = plan_update(list(request.update_mask.paths))
@@ -334,17 +385,29 @@ class Files:
 
         def change(record: FileRecord) -> FileRecord:
             _visible_to(caller, record, file_id)
+            _check_if_match(record, if_match)
             return apply_patch(record, patch, request, caller.subject, now)
 
-        updated = await self.store.update(file_id, now, change)
+        def audit(old: FileRecord, new: FileRecord) -> AuditEvent:
+            return self._event(file_id, "update", caller, changed_paths(old, new))
+
+        updated = await self.store.update(file_id, now, change, audit)
         return to_proto(_visible_to(caller, updated, file_id))
 
     async def delete(
-        self, request: file_service_pb2.DeleteFileRequest, caller: Caller = ANONYMOUS
+        self,
+        request: file_service_pb2.DeleteFileRequest,
+        caller: Caller = ANONYMOUS,
+        if_match: str | None = None,
     ) -> None:
         file_id = _require_id("file_id", request.file_id)
-        await self._visible(file_id, caller)  # a file never changes folder
-        if not await self.store.delete(file_id, self.clock()):
+
+        def check(record: FileRecord) -> None:
+            _visible_to(caller, record, file_id)
+            _check_if_match(record, if_match)
+
+        event = self._event(file_id, "delete", caller)
+        if not await self.store.delete(file_id, self.clock(), check, event):
             raise _not_found(file_id)
 
     async def list(

@@ -63,6 +63,10 @@ class ResourceExhausted(DomainError):
     pass
 
 
+class Aborted(DomainError):
+    """A precondition of the caller's own (an If-Match etag) no longer holds."""
+
+
 class Unavailable(DomainError):
     """The store cannot be reached just now (say, the database restarts); retrying may work."""
 
@@ -74,6 +78,7 @@ GRPC_CODES: dict[type[DomainError], int] = {
     Unauthenticated: code_pb2.UNAUTHENTICATED,
     ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     Unavailable: code_pb2.UNAVAILABLE,
+    Aborted: code_pb2.ABORTED,
 }
 
 # HTTP status for each gRPC code, as google/api/http.proto's transcoding convention maps them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import uuid
@@ -14,14 +15,13 @@ from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_status import rpc_status
-from yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
+from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb2_grpc
 
 from server.auth import Authenticator, Caller
+from server.domain import etag
 from server.errors import INTERNAL_MESSAGE, DomainError
 
 if TYPE_CHECKING:
-    from yandex.cloud.ai.files.v1 import file_pb2
-
     from server.domain import Files
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,16 @@ REQUEST_ID = "x-request-id"
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Method = Callable[[Any, Req, Caller], Awaitable[Resp]]
+Method = Callable[[Any, Req, Caller, "dict[str, str]"], Awaitable[Resp]]
 Handler = Callable[[Any, Req, Any], Awaitable[Resp]]
+IF_MATCH = "if-match"
 
 
 def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
-    """What every FileService call goes through, whether it came over gRPC or REST: echo the
-    request id, authenticate, then map domain errors to their status with details and
-    anything unexpected to a fixed INTERNAL (the traceback stays in the server log)."""
+    """What every FileService call goes through, whether it came over gRPC or REST: authenticate,
+    answer with the request id (and a File's etag) in the response metadata, map domain errors
+    to their status with details and anything unexpected to a fixed INTERNAL (the traceback
+    stays in the server log)."""
 
     @functools.wraps(method)
     async def handler(
@@ -47,16 +49,24 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
     ) -> Resp:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         request_id = metadata.get(REQUEST_ID) or uuid.uuid4().hex
-        await context.send_initial_metadata(((REQUEST_ID, request_id),))
+        echo = [(REQUEST_ID, request_id)]
         try:
             caller = self.auth.authenticate(metadata.get("authorization"))
-            return await method(self, request, caller)
+            caller = dataclasses.replace(caller, request_id=request_id)
+            response = await method(self, request, caller, metadata)
         except DomainError as e:
+            await context.send_initial_metadata(echo)
             await context.abort_with_status(rpc_status.to_status(e.to_status()))
         except Exception:
             log.exception("unexpected error in %s", method.__name__)
             status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
+            await context.send_initial_metadata(echo)
             await context.abort_with_status(rpc_status.to_status(status))
+        else:
+            if isinstance(response, file_pb2.File):
+                echo.append(("etag", etag(response)))
+            await context.send_initial_metadata(echo)
+            return response
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     return handler
@@ -74,36 +84,38 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
 
     @_rpc
     async def Create(
-        self, request: file_service_pb2.CreateFileRequest, caller: Caller
+        self, request: file_service_pb2.CreateFileRequest, caller: Caller, _: dict[str, str]
     ) -> file_pb2.File:
         return await self._files.create(request, caller)
 
     @_rpc
-    async def Get(self, request: file_service_pb2.GetFileRequest, caller: Caller) -> file_pb2.File:
+    async def Get(
+        self, request: file_service_pb2.GetFileRequest, caller: Caller, _: dict[str, str]
+    ) -> file_pb2.File:
         return await self._files.get(request, caller)
 
     @_rpc
     async def GetUrl(
-        self, request: file_service_pb2.GetFileUrlRequest, caller: Caller
+        self, request: file_service_pb2.GetFileUrlRequest, caller: Caller, _: dict[str, str]
     ) -> file_service_pb2.GetFileUrlResponse:
         return await self._files.get_url(request, self._download_base_url(), caller)
 
     @_rpc
     async def Update(
-        self, request: file_service_pb2.UpdateFileRequest, caller: Caller
+        self, request: file_service_pb2.UpdateFileRequest, caller: Caller, md: dict[str, str]
     ) -> file_pb2.File:
-        return await self._files.update(request, caller)
+        return await self._files.update(request, caller, md.get(IF_MATCH))
 
     @_rpc
     async def Delete(
-        self, request: file_service_pb2.DeleteFileRequest, caller: Caller
+        self, request: file_service_pb2.DeleteFileRequest, caller: Caller, md: dict[str, str]
     ) -> file_service_pb2.DeleteFileResponse:
-        await self._files.delete(request, caller)
+        await self._files.delete(request, caller, md.get(IF_MATCH))
         return file_service_pb2.DeleteFileResponse()
 
     @_rpc
     async def List(
-        self, request: file_service_pb2.ListFilesRequest, caller: Caller
+        self, request: file_service_pb2.ListFilesRequest, caller: Caller, _: dict[str, str]
     ) -> file_service_pb2.ListFilesResponse:
         return await self._files.list(request, caller)
 

@@ -129,11 +129,11 @@ class ChannelInvoker:
 
 
 def _forwarded_metadata(request: web.Request, request_id: str) -> list[tuple[str, str]]:
-    """`Authorization` and every `x-*` header become gRPC metadata."""
+    """`Authorization`, `If-Match` and every `x-*` header become gRPC metadata."""
     metadata = [
         (key.lower(), value)
         for key, value in request.headers.items()
-        if key.lower() == "authorization"
+        if key.lower() in ("authorization", "if-match")
         or (key.lower().startswith("x-") and key.lower() != REQUEST_ID)
     ]
     metadata.append((REQUEST_ID, request_id))
@@ -223,7 +223,10 @@ def rest_handler(routes: list[Route], invoke: Invoker) -> Any:
         except BadRequest as e:
             return json_error(_status(code_pb2.INVALID_ARGUMENT, str(e)), request_id)
         except RpcFailure as e:
-            return json_error(e.status, request_id)
+            response = json_error(e.status, request_id)
+            if e.status.code == code_pb2.ABORTED and "If-Match" in request.headers:
+                response.set_status(412)  # RFC 9110: a failed If-Match is 412, not 409
+            return response
         except web.HTTPException:
             raise
         except Exception:

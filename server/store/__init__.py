@@ -36,6 +36,23 @@ class FileRecord:
     size: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One acknowledged change, stored in the same transaction as the change itself."""
+
+    file_id: str
+    time_ns: int
+    subject: str
+    action: str  # create, update or delete
+    paths: tuple[str, ...]  # for an update: the mask paths whose values changed
+    request_id: str
+
+
+def audit_row(event: AuditEvent) -> tuple[str, int, str, str]:
+    """The leading columns both SQL backends store an event under."""
+    return (event.file_id, event.time_ns, event.subject, event.action)
+
+
 Cursor = tuple[int, str]
 """A position in a folder's listing: (created_at_ns, id) of the last record already seen."""
 
@@ -49,20 +66,39 @@ class FileStore(Protocol):
     async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
         """The store's secret, created once with `make` and the same ever after."""
 
-    async def create(self, record: FileRecord, content: bytes) -> None: ...
+    async def create(
+        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
+    ) -> None: ...
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None: ...
 
     async def update(
-        self, file_id: str, now_ns: int, change: Callable[[FileRecord], FileRecord]
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
     ) -> FileRecord | None:
         """Atomically replaces the record with `change(record)`; None when there is none.
 
-        An exception from `change` leaves the record as it was.
+        An exception from `change` leaves the record as it was. `audit(old, new)`, when given,
+        is the event stored with the change.
         """
 
-    async def delete(self, file_id: str, now_ns: int) -> bool:
-        """Removes the record and its content; False when there was none."""
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        """Removes the record and its content; False when there was none.
+
+        `check(record)` runs first, in the same transaction: an exception from it keeps the file.
+        """
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        """Every stored event of the file, oldest first."""
 
     async def list(
         self, folder_id: str, now_ns: int, limit: int, after: Cursor | None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from server.store import Cursor, FileRecord
+    from server.store import AuditEvent, Cursor, FileRecord
 
 
 class MemoryStore:
@@ -17,6 +17,7 @@ class MemoryStore:
         self._records: dict[str, FileRecord] = {}
         self._contents: dict[str, bytes] = {}
         self._secret: bytes | None = None
+        self._audit: dict[str, list[AuditEvent]] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -35,28 +36,55 @@ class MemoryStore:
             self._secret = make()
         return self._secret
 
-    async def create(self, record: FileRecord, content: bytes) -> None:
+    async def create(
+        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
+    ) -> None:
         self._records[record.id] = record
         self._contents[record.id] = content
+        self._append(audit)
+
+    def _append(self, audit: AuditEvent | None) -> None:
+        if audit is not None:
+            self._audit.setdefault(audit.file_id, []).append(audit)
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        return list(self._audit.get(file_id, ()))
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         record = self._records.get(file_id)
         return record if record is not None and record.expires_at_ns > now_ns else None
 
     async def update(
-        self, file_id: str, now_ns: int, change: Callable[[FileRecord], FileRecord]
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
     ) -> FileRecord | None:
         record = await self.get(file_id, now_ns)
         if record is None:
             return None
-        self._records[file_id] = updated = change(record)
+        updated = change(record)
+        event = audit(record, updated) if audit is not None else None
+        self._records[file_id] = updated
+        self._append(event)
         return updated
 
-    async def delete(self, file_id: str, now_ns: int) -> bool:
-        if await self.get(file_id, now_ns) is None:
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        record = await self.get(file_id, now_ns)
+        if record is None:
             return False
+        if check is not None:
+            check(record)
         del self._records[file_id]
         del self._contents[file_id]
+        self._append(audit)
         return True
 
     async def list(

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from server.errors import DomainError, Unavailable
-from server.store import FileRecord, pending_migrations
+from server.store import AuditEvent, FileRecord, audit_row, pending_migrations
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -81,6 +81,19 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (file_id, seq)
         )""",
     ),
+    (
+        # Kept after the file is gone: it is the file's history.
+        """CREATE TABLE audit (
+            seq bigserial PRIMARY KEY,
+            file_id text COLLATE "C" NOT NULL,
+            time_ns bigint NOT NULL,
+            subject text NOT NULL,
+            action text NOT NULL,
+            paths jsonb NOT NULL,
+            request_id text NOT NULL
+        )""",
+        "CREATE INDEX audit_by_file ON audit (file_id, seq)",
+    ),
 ]
 
 _COLUMNS = (
@@ -124,6 +137,17 @@ def _row(record: FileRecord) -> tuple[object, ...]:
         json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True),
         record.size,
     )
+
+
+async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEvent | None) -> None:
+    if event is not None:
+        await conn.execute(
+            "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            *audit_row(event),
+            json.dumps(event.paths),
+            event.request_id,
+        )
 
 
 class PostgresStore:
@@ -223,7 +247,9 @@ class PostgresStore:
                 secret = await conn.fetchval(select)
             return bytes(secret)
 
-    async def create(self, record: FileRecord, content: bytes) -> None:
+    async def create(
+        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
+    ) -> None:
         view = memoryview(content)
         chunks = (
             (record.id, seq, view[start : start + CHUNK_BYTES])
@@ -236,6 +262,16 @@ class PostgresStore:
                 *_row(record),
             )
             await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
+            await _insert_audit(conn, audit)
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT file_id, time_ns, subject, action, paths, request_id FROM audit"
+                " WHERE file_id = $1 ORDER BY seq",
+                file_id,
+            )
+        return [AuditEvent(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         async with self._connection() as conn:
@@ -247,7 +283,11 @@ class PostgresStore:
         return None if row is None else _record(row)
 
     async def update(
-        self, file_id: str, now_ns: int, change: Callable[[FileRecord], FileRecord]
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
     ) -> FileRecord | None:
         async with self._connection() as conn, conn.transaction():
             # The row lock holds off every other replica's update of this file until commit;
@@ -259,7 +299,8 @@ class PostgresStore:
             )
             if row is None:
                 return None
-            new = change(_record(row))
+            old = _record(row)
+            new = change(old)
             values = _row(new)
             await conn.execute(
                 "UPDATE files SET name = $2, description = $3, mime_type = $4, updated_by = $5,"
@@ -269,14 +310,29 @@ class PostgresStore:
                 *values[2:5],
                 *values[7:13],
             )
+            await _insert_audit(conn, audit(old, new) if audit is not None else None)
             return new
 
-    async def delete(self, file_id: str, now_ns: int) -> bool:
-        async with self._connection() as conn:
-            status = await conn.execute(
-                "DELETE FROM files WHERE id = $1 AND expires_at_ns > $2", file_id, now_ns
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
+                file_id,
+                now_ns,
             )
-        return status != "DELETE 0"
+            if row is None:
+                return False
+            if check is not None:
+                check(_record(row))
+            await conn.execute("DELETE FROM files WHERE id = $1", file_id)
+            await _insert_audit(conn, audit)
+            return True
 
     async def list(
         self, folder_id: str, now_ns: int, limit: int, after: Cursor | None

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from server.store import FileRecord, pending_migrations
+from server.store import AuditEvent, FileRecord, audit_row, pending_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,6 +53,19 @@ MIGRATIONS: list[Migration] = [
             data BLOB NOT NULL
         )""",
     ),
+    (
+        # Kept after the file is gone: it is the file's history.
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id TEXT NOT NULL,
+            time_ns INTEGER NOT NULL,
+            subject TEXT NOT NULL,
+            action TEXT NOT NULL,
+            paths TEXT NOT NULL,
+            request_id TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_by_file ON audit (file_id, seq)",
+    ),
 ]
 
 _COLUMNS = (
@@ -84,6 +97,15 @@ def _row(record: FileRecord) -> tuple[object, ...]:
         json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True),
         record.size,
     )
+
+
+def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
+    if event is not None:
+        conn.execute(
+            "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (*audit_row(event)[:4], json.dumps(event.paths), event.request_id),
+        )
 
 
 def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRecord | None:
@@ -204,26 +226,45 @@ class SqliteStore:
 
         return await self._write(get_or_create)
 
-    async def create(self, record: FileRecord, content: bytes) -> None:
+    async def create(
+        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
+    ) -> None:
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
                 f"INSERT INTO files ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(record)
             )
             conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
+            _insert_audit(conn, audit)
 
         await self._write(insert)
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        def select(conn: sqlite3.Connection) -> list[AuditEvent]:
+            rows = conn.execute(
+                "SELECT file_id, time_ns, subject, action, paths, request_id FROM audit"
+                " WHERE file_id = ? ORDER BY seq",
+                (file_id,),
+            ).fetchall()
+            return [AuditEvent(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
+
+        return await self._read(select)
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         return await self._read(lambda conn: _select_live(conn, file_id, now_ns))
 
     async def update(
-        self, file_id: str, now_ns: int, change: Callable[[FileRecord], FileRecord]
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
     ) -> FileRecord | None:
         def read_modify_write(conn: sqlite3.Connection) -> FileRecord | None:
             record = _select_live(conn, file_id, now_ns)
             if record is None:
                 return None
             new = change(record)
+            _insert_audit(conn, audit(record, new) if audit is not None else None)
             conn.execute(
                 "UPDATE files SET name = ?, description = ?, mime_type = ?, updated_by = ?,"
                 " updated_at_ns = ?, expiration_policy = ?, ttl_days = ?, expires_at_ns = ?,"
@@ -234,12 +275,22 @@ class SqliteStore:
 
         return await self._write(read_modify_write)
 
-    async def delete(self, file_id: str, now_ns: int) -> bool:
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
         def delete_live(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "DELETE FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
-            )
-            return cursor.rowcount > 0
+            record = _select_live(conn, file_id, now_ns)
+            if record is None:
+                return False
+            if check is not None:
+                check(record)
+            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            _insert_audit(conn, audit)
+            return True
 
         return await self._write(delete_live)
 

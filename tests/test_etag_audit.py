@@ -1,0 +1,147 @@
+"""Extensions beyond the cloud API: etags with if-match, and the audit log, on every backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import aiohttp
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
+
+from server.auth import Caller
+from server.domain import etag
+from server.errors import Aborted
+from server.store import AuditEvent
+from tests.support import ROOT, server_process
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from server.domain import Files
+    from tests.conftest import Clock, Running
+
+
+def rename(file_id: str, name: str) -> fs.UpdateFileRequest:
+    return fs.UpdateFileRequest(
+        file_id=file_id, update_mask=field_mask_pb2.FieldMask(paths=["name"]), name=name
+    )
+
+
+async def test_etag_follows_what_clients_see(files: Files, clock: Clock) -> None:
+    file = await files.create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    got = await files.get(fs.GetFileRequest(file_id=file.id))
+    assert etag(got) == etag(file)
+    assert etag(file).startswith('"') and etag(file).endswith('"')
+    clock.advance(1)
+    renamed = await files.update(rename(file.id, "n"))
+    assert etag(renamed) != etag(file)
+
+
+async def test_if_match_makes_update_and_delete_conditional(files: Files, clock: Clock) -> None:
+    file = await files.create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    stale = etag(file)
+    clock.advance(1)
+    current = await files.update(rename(file.id, "first"), if_match=stale)
+    with pytest.raises(Aborted):
+        await files.update(rename(file.id, "lost update"), if_match=stale)
+    with pytest.raises(Aborted):
+        await files.delete(fs.DeleteFileRequest(file_id=file.id), if_match=f"W/{etag(current)}")
+    assert (await files.get(fs.GetFileRequest(file_id=file.id))) == current
+    both = f'"other", {etag(current)}'
+    await files.update(rename(file.id, "second"), if_match=both)
+    await files.update(rename(file.id, "third"), if_match="*")
+    latest = await files.get(fs.GetFileRequest(file_id=file.id))
+    await files.delete(fs.DeleteFileRequest(file_id=file.id), if_match=etag(latest))
+    assert (await files.list(fs.ListFilesRequest(folder_id="f"))).files == []
+
+
+async def test_audit_records_every_change_with_exactly_the_changed_paths(
+    files: Files, clock: Clock
+) -> None:
+    alice = Caller("alice", request_id="r1")
+    file = await files.create(
+        fs.CreateFileRequest(folder_id="f", content=b"x", labels={"a": "1", "b.c": "2"}), alice
+    )
+    created = clock.now
+    clock.advance(5)
+    request = fs.UpdateFileRequest(
+        file_id=file.id,
+        update_mask=field_mask_pb2.FieldMask(paths=["name", "description", "labels"]),
+        name="n",
+        labels={"a": "1", "new": "3"},
+    )
+    await files.update(request, Caller("bob", request_id="r2"))
+    await files.update(request, Caller("bob", request_id="r3"))  # nothing changes
+    with pytest.raises(Aborted):
+        await files.update(rename(file.id, "x"), alice, if_match='"stale"')
+    clock.advance(5)
+    await files.delete(fs.DeleteFileRequest(file_id=file.id), Caller("carol", request_id="r4"))
+    assert await files.history(file.id) == [
+        AuditEvent(file.id, created, "alice", "create", (), "r1"),
+        AuditEvent(
+            file.id, created + 5, "bob", "update", ("name", "labels.`b.c`", "labels.new"), "r2"
+        ),
+        AuditEvent(file.id, created + 5, "bob", "update", (), "r3"),
+        AuditEvent(file.id, created + 10, "carol", "delete", (), "r4"),
+    ]
+
+
+async def test_etag_and_if_match_over_grpc_and_rest(running: Running) -> None:
+    create = running.stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    file = await create
+    assert ("etag", etag(file)) in list(await create.initial_metadata())
+    running.clock.advance(1)
+    renamed = await running.stub.Update(rename(file.id, "n"), metadata=(("if-match", etag(file)),))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await running.stub.Update(rename(file.id, "m"), metadata=(("if-match", etag(file)),))
+    assert e.value.code() == grpc.StatusCode.ABORTED
+
+    url = f"http://127.0.0.1:{running.server.http_port}/files/v1/files/{file.id}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as response:
+            assert response.headers["ETag"] == etag(renamed)
+        body = {"updateMask": "name", "name": "o"}
+        async with http.patch(url, json=body, headers={"If-Match": etag(file)}) as response:
+            assert response.status == 412
+            assert (await response.json())["code"] == 10
+        async with http.patch(url, json=body, headers={"If-Match": etag(renamed)}) as response:
+            assert response.status == 200
+            assert response.headers["ETag"] != etag(renamed)
+
+
+def test_audit_command_prints_the_history(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'f.db'}"
+    with (
+        server_process("--store", store) as server,
+        grpc.insecure_channel(server.grpc_address) as channel,
+    ):
+        stub = file_service_pb2_grpc.FileServiceStub(channel)
+        file = stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+        stub.Update(rename(file.id, "audited"), metadata=(("x-request-id", "req-42"),))
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "audit", "--file", file.id, "--store", store],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert "create" in lines[0] and "anonymous" in lines[0]
+    assert lines[1].split()[1:] == ["update", "anonymous", "name", "request=req-42"]
+    missing = subprocess.run(
+        [sys.executable, "-m", "server", "audit", "--file", "nope", "--store", store],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "no audit records for file 'nope'" in missing.stderr
