@@ -20,6 +20,7 @@ from server.auth import Authenticator, KeyRing
 from server.domain import MAX_CONTENT_BYTES, Files
 from server.grpc_api import FILE_SERVICE, FileServicer, add_services, set_serving
 from server.http_api import make_app
+from server.openapi import openapi_document
 from server.rest import ServicerInvoker, rest_handler
 from server.store import open_store, without_password
 from server.transcoder import routes_for
@@ -123,7 +124,7 @@ class Server:
 
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}))
-        app = make_app(self.files, rest)
+        app = make_app(self.files, rest, openapi_document(routes))
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)

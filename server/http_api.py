@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from server.domain import MAX_CONTENT_BYTES
+from server.openapi import openapi_handler
 from server.rest import json_errors
 
 if TYPE_CHECKING:
@@ -48,11 +49,16 @@ async def _download(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(
-    files: Files, rest: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    files: Files,
+    rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    openapi: dict[str, Any] | None = None,
 ) -> web.Application:
-    """Downloads first, then REST for every other path (the transcoder answers 404/405)."""
+    """Downloads and the OpenAPI document first, then REST for every other path (the
+    transcoder answers 404/405)."""
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[FILES_KEY] = files
     app.router.add_get("/files/v1/files/{file_id}/content", _download)
+    if openapi is not None:
+        app.router.add_get("/openapi.json", openapi_handler(openapi))
     app.router.add_route("*", "/{tail:.*}", rest)
     return app
