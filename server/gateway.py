@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from server.app import split_host_port
+from server.openapi import openapi_document, openapi_handler
 from server.rest import ChannelInvoker, json_errors, rest_handler
 from server.transcoder import routes_for
 
@@ -58,6 +59,7 @@ async def serve(target: str, http_listen: str, connect_timeout: float) -> None:
         raise ValueError(f"{target} describes no service with google.api.http rules")
     channel = grpc.aio.insecure_channel(target)
     app = web.Application(middlewares=[json_errors], client_max_size=256 * 1024**2)
+    app.router.add_get("/openapi.json", openapi_handler(openapi_document(routes)))
     app.router.add_route("*", "/{tail:.*}", rest_handler(routes, ChannelInvoker(channel)))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

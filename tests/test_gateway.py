@@ -117,6 +117,18 @@ async def test_query_parameters_and_additional_bindings(
     assert json.loads(reply["requestJson"]) == {"order": "ORDER_NEWEST", "room": {"name": "r2"}}
 
 
+async def test_the_gateway_describes_what_it_found(
+    http: aiohttp.ClientSession, echo_gateway: str
+) -> None:
+    status, document = await call(http, "GET", f"{echo_gateway}/openapi.json")
+    assert status == 200
+    assert {op["operationId"] for path in document["paths"].values() for op in path.values()} == {
+        "Echo_Say",
+        "Echo_Find",
+        "Echo_Find_1",
+    }
+
+
 @pytest.mark.parametrize(
     ("verb", "path", "kwargs", "status", "word"),
     [
