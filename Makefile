@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 CLIENTS := .venv-clients
 CLIENTS_INSTALLED := $(CLIENTS)/.installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
 NODE_CLIENT := clients/node
 NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
 PROTOS := $(sort $(shell find protos -name '*.proto'))
 ARGS ?=
 
-.PHONY: install generate check-generated lint run test bench clean
+.PHONY: install generate check-generated lint run test bench bench-quick clean
 
 install: $(INSTALLED)
 
@@ -19,6 +20,10 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "files_api_generated.pth").write_text("$(CURDIR)/generated\n")'
+	touch $@
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
 # The Node client's exact packages (clients/node/package-lock.json); needs node >= 20 and npm.
@@ -60,8 +65,8 @@ check-generated: generate
 		  echo "generated/ or $(NODE_CLIENT)/gen is stale: run make generate and commit"; exit 1; }
 
 lint: $(INSTALLED) $(IMAGE)
-	$(VENV)/bin/ruff check server tests
-	$(VENV)/bin/ruff format --check server tests
+	$(VENV)/bin/ruff check server tests bench
+	$(VENV)/bin/ruff format --check server tests bench
 	$(VENV)/bin/mypy server
 	$(VENV)/bin/buf lint $(IMAGE) --path yandex
 
@@ -70,6 +75,16 @@ run: $(INSTALLED)
 
 test: $(INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/pytest $(ARGS)
+
+# Our server against the bare gRPC floor (bench/floor.py), driven by h2load (apt-get install
+# nghttp2-client); writes bench-results/ (results.json, report.md, bench.png). About 9.5 minutes
+# on 2 cores with the 1,000 vs 1,000,000 files part (ARGS=--no-scale skips it); see
+# docs/performance.md.
+bench: $(BENCH_INSTALLED)
+	$(PY) -m bench.run $(ARGS)
+
+bench-quick: $(BENCH_INSTALLED)
+	$(PY) -m bench.run --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CLIENTS) $(NODE_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""What the benchmark sends and what the floor answers: one place for both, so they match.
+
+Requests go to h2load as gRPC frames (a 5-byte prefix — compression flag 0 and a 4-byte
+big-endian length — then the serialized message, as the gRPC-over-HTTP/2 spec words it).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from yandex.cloud.ai.common import common_pb2
+from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
+
+SERVICE = "yandex.cloud.ai.files.v1.FileService"
+
+FOLDER_ID = "b1gbenchfolder"
+LIST_FOLDER_ID = "b1gbenchlistfolder"
+CREATE_FOLDER_ID = "b1gbenchcreatefolder"
+LIST_PAGE_SIZE = 100
+NAME = "bench.txt"
+DESCRIPTION = "a file the benchmark reads and updates"
+LABELS = {"team": "ml", "env": "bench"}
+CONTENT = b"benchmark content\n" * 8
+
+# One instant with nine-digit nanos, so the floor's timestamps are as long as real ones.
+_NOW = timestamp_pb2.Timestamp(seconds=1_790_000_000, nanos=123_456_789)
+_EXPIRES = timestamp_pb2.Timestamp(seconds=1_790_604_800, nanos=123_456_789)
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One uncompressed gRPC length-prefixed message."""
+    return struct.pack(">BI", 0, len(message)) + message
+
+
+def constant_file() -> file_pb2.File:
+    """The floor's answer: every field set, sized like the files the benchmark makes."""
+    return file_pb2.File(
+        id="bq7k3xw9m2p5r8t1v4y6",
+        folder_id=FOLDER_ID,
+        name=NAME,
+        description=DESCRIPTION,
+        mime_type="text/plain",
+        created_by="anonymous",
+        created_at=_NOW,
+        updated_by="anonymous",
+        updated_at=_NOW,
+        expiration_config=common_pb2.ExpirationConfig(
+            expiration_policy=common_pb2.ExpirationConfig.SINCE_LAST_ACTIVE, ttl_days=7
+        ),
+        expires_at=_EXPIRES,
+        labels=LABELS,
+    )
+
+
+def constant_page() -> file_service_pb2.ListFilesResponse:
+    # A page token of the length ours issues (folder, time and id, sealed and base64'd).
+    return file_service_pb2.ListFilesResponse(
+        files=[constant_file()] * LIST_PAGE_SIZE, next_page_token="t" * 96
+    )
+
+
+def create_request(
+    content: bytes = CONTENT, folder_id: str = FOLDER_ID, name: str = NAME
+) -> file_service_pb2.CreateFileRequest:
+    # No mime_type, as a client that leaves it to the server: detection is part of the work.
+    return file_service_pb2.CreateFileRequest(
+        folder_id=folder_id, name=name, description=DESCRIPTION, content=content, labels=LABELS
+    )
+
+
+def update_request(file_id: str) -> file_service_pb2.UpdateFileRequest:
+    return file_service_pb2.UpdateFileRequest(
+        file_id=file_id,
+        update_mask=field_mask_pb2.FieldMask(paths=["name", "description"]),
+        name="renamed-" + NAME,
+        description="updated by the benchmark",
+    )
+
+
+def update_label_request(file_id: str) -> file_service_pb2.UpdateFileRequest:
+    return file_service_pb2.UpdateFileRequest(
+        file_id=file_id,
+        update_mask=field_mask_pb2.FieldMask(paths=["labels.stage"]),
+        labels={"stage": "two"},
+    )
+
+
+def get_request(file_id: str) -> file_service_pb2.GetFileRequest:
+    return file_service_pb2.GetFileRequest(file_id=file_id)
+
+
+def list_request(folder_id: str = LIST_FOLDER_ID) -> file_service_pb2.ListFilesRequest:
+    return file_service_pb2.ListFilesRequest(folder_id=folder_id, page_size=LIST_PAGE_SIZE)

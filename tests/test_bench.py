@@ -1,0 +1,132 @@
+"""The benchmark harness itself (bench/): a short run makes a well-formed report, seeding makes
+rows the store reads back. Nothing here asserts on speed; `make bench` reports, a person reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bench import h2load, workload
+from bench.h2load import INSTALL_HINT
+from bench.processes import ServerProcess, running, start_floor
+from bench.seed import seed
+from server.store.sqlite import SqliteStore
+from tests.support import ROOT
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        check=False,
+    )
+
+
+def require_h2load() -> None:
+    if shutil.which("h2load") is None:
+        pytest.fail(INSTALL_HINT)
+
+
+def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> None:
+    require_h2load()
+    result = bench(
+        *("--scenarios", "update,get", "--concurrency", "2x4", "--rounds", "1"),
+        *("--duration", "1", "--warm-up", "0", "--no-plot", "--out", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+
+    assert report["schema"] == 1
+    assert report["failures"] == 0
+    assert {"nproc", "cpu_model", "python", "grpcio", "h2load"} <= report["machine"].keys()
+    assert [p["scenario"] for p in report["results"]] == ["update", "get"]
+    for point in report["results"]:
+        assert (point["connections"], point["streams"], point["concurrency"]) == (2, 4, 8)
+        assert point["ratio"] > 0
+        for side in ("floor", "ours"):
+            summary = point[side]
+            assert summary["rps_median"] > 0
+            assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+            assert summary["failures"] == 0
+            (run,) = summary["rounds"]
+            assert run["done"] > 0
+            assert run["failed"] == run["errored"] == run["timeout"] == 0
+            assert run["probe_failures"] == 0 and run["log_errors"] == []
+            # Every call but a few in flight at the end carried a response message.
+            assert run["messages_min"] >= 0.95 * run["done"]
+    # The table on stdout has a row per point.
+    assert "| Update name+description | 2x4 |" in result.stdout
+    assert "| Get | 2x4 |" in result.stdout
+
+
+def test_a_failed_call_is_http_200_to_h2load_but_carries_no_message(tmp_path: Path) -> None:
+    """Why the harness counts DATA bytes: h2load sees an UNIMPLEMENTED call as a success."""
+    require_h2load()
+    payload = tmp_path / "get.grpc"
+    payload.write_bytes(workload.grpc_frame(workload.get_request("f").SerializeToString()))
+    floor = start_floor()
+    with running(floor) as (address,):
+        url = f"http://{address}/{workload.SERVICE}/NoSuchMethod"
+        run = h2load.run(url, payload, connections=1, streams=2, duration_s=0.3)
+    assert run.done > 0 and run.status_2xx == run.done and run.h2load_failures == 0
+    assert run.data_bytes == 0 and run.messages_min(200) == 0
+
+
+def test_error_lines_in_a_server_log_are_counted() -> None:
+    script = (
+        "import sys; print('INFO server: fine'); "
+        "print('2026-01-01 00:00:00,000 ERROR server.grpc_api: unexpected', file=sys.stderr); "
+        "print('Traceback (most recent call last):', file=sys.stderr)"
+    )
+    process = ServerProcess("fake", [sys.executable, "-c", script], health=False)
+    process.process.wait(timeout=30)
+    process.stop()
+    assert process.errors_since(0) == [
+        "2026-01-01 00:00:00,000 ERROR server.grpc_api: unexpected",
+        "Traceback (most recent call last):",
+    ]
+    assert process.errors_since(2) == []
+
+
+def test_without_h2load_it_says_how_to_install_it(tmp_path: Path) -> None:
+    result = bench("--quick", env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode != 0
+    assert INSTALL_HINT in result.stderr
+
+
+async def test_seeded_files_are_ones_the_store_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "seeded.db"
+    await asyncio.to_thread(seed, path, 250, "f1")  # seed() runs its own event loop
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        now = time.time_ns()
+        page = await store.list("f1", now, 100, None)
+        assert len(page) == 100
+        assert [r.created_at_ns for r in page] == sorted(
+            (r.created_at_ns for r in page), reverse=True
+        )
+        rest = await store.list("f1", now, 1000, (page[-1].created_at_ns, page[-1].id))
+        assert len(rest) == 150
+        record = await store.get(page[0].id, now)
+        assert record == page[0]
+        assert record.labels == {"seed": "yes"} and record.expires_at_ns > now
+        assert await store.content(record.id, now) is not None
+    finally:
+        await store.close()
