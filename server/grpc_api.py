@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,9 +37,22 @@ Handler = Callable[[Any, Req, Any], Awaitable[Resp]]
 IF_MATCH = "if-match"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _with_metadata(status: status_pb2.Status, extra: list[tuple[str, str]]) -> grpc.Status:
+    """The status as grpcio-status encodes it (details in grpc-status-details-bin), plus ours."""
+    encoded = rpc_status.to_status(status)
+    return _Status(encoded.code, encoded.details, (*encoded.trailing_metadata, *extra))
+
+
 def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
     """What every FileService call goes through, whether it came over gRPC or REST: authenticate,
-    answer with the request id (and a File's etag) in the response metadata, map domain errors
+    answer with the request id (and a File's etag) in the trailing metadata, map domain errors
     to their status with details and anything unexpected to a fixed INTERNAL (the traceback
     stays in the server log)."""
 
@@ -48,24 +61,22 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
         self: FileServicer, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        request_id = metadata.get(REQUEST_ID) or uuid.uuid4().hex
-        echo = [(REQUEST_ID, request_id)]
+        # Trailing metadata rides with the status the call ends with anyway: no extra frame.
+        echo = [(REQUEST_ID, metadata.get(REQUEST_ID) or os.urandom(16).hex())]
         try:
             caller = self.auth.authenticate(metadata.get("authorization"))
-            caller = dataclasses.replace(caller, request_id=request_id)
+            caller = dataclasses.replace(caller, request_id=echo[0][1])
             response = await method(self, request, caller, metadata)
         except DomainError as e:
-            await context.send_initial_metadata(echo)
-            await context.abort_with_status(rpc_status.to_status(e.to_status()))
+            await context.abort_with_status(_with_metadata(e.to_status(), echo))
         except Exception:
             log.exception("unexpected error in %s", method.__name__)
             status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
-            await context.send_initial_metadata(echo)
-            await context.abort_with_status(rpc_status.to_status(status))
+            await context.abort_with_status(_with_metadata(status, echo))
         else:
             if isinstance(response, file_pb2.File):
                 echo.append(("etag", etag(response)))
-            await context.send_initial_metadata(echo)
+            context.set_trailing_metadata(echo)
             return response
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 

@@ -68,8 +68,10 @@ class _InProcessContext:
     async def send_initial_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
         self.response_metadata.extend(metadata)
 
-    def set_trailing_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
-        self.response_metadata.extend((k, v) for k, v in metadata if not k.endswith("-bin"))
+    def set_trailing_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
+        self.response_metadata.extend(
+            (k, v) for k, v in metadata if isinstance(v, str) and not k.endswith("-bin")
+        )
 
     async def abort(
         self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
@@ -121,11 +123,14 @@ class ChannelInvoker:
         call = callable_(request, metadata=metadata)
         try:
             response = await call
-            initial = await call.initial_metadata()
+            metadata = [
+                *(await call.initial_metadata() or ()),
+                *(await call.trailing_metadata() or ()),
+            ]
         except grpc.aio.AioRpcError as e:
             trailing = list(e.trailing_metadata() or ())
             raise RpcFailure(_status_from(e.code(), e.details() or "", trailing)) from None
-        return response, [(k, v) for k, v in (initial or ()) if isinstance(v, str)]
+        return response, [(k, v) for k, v in metadata if isinstance(v, str)]
 
 
 def _forwarded_metadata(request: web.Request, request_id: str) -> list[tuple[str, str]]:

@@ -94,7 +94,7 @@ async def test_audit_records_every_change_with_exactly_the_changed_paths(
 async def test_etag_and_if_match_over_grpc_and_rest(running: Running) -> None:
     create = running.stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
     file = await create
-    assert ("etag", etag(file)) in list(await create.initial_metadata())
+    assert ("etag", etag(file)) in list(await create.trailing_metadata())
     running.clock.advance(1)
     renamed = await running.stub.Update(rename(file.id, "n"), metadata=(("if-match", etag(file)),))
     with pytest.raises(grpc.aio.AioRpcError) as e:

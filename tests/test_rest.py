@@ -197,7 +197,7 @@ async def test_request_id_is_echoed_or_made(rest: Rest, running: Running) -> Non
         fs.ListFilesRequest(folder_id="f"), metadata=(("x-request-id", "grpc-1"),)
     )
     await call
-    assert ("x-request-id", "grpc-1") in list(await call.initial_metadata())
+    assert ("x-request-id", "grpc-1") in list(await call.trailing_metadata())
 
 
 # The transcoding convention's table, written out independently of server/errors.py.
