@@ -249,7 +249,8 @@ def measure(
         "probe_failures": probe_failures,
         "probe_errors": before["errors"] + after["errors"],
         "log_errors": log_errors[:20],
-        "failures": result.h2load_failures + probe_failures + len(log_errors),
+        # A run in which nothing completed measured nothing: count it as a failure.
+        "failures": result.h2load_failures + probe_failures + len(log_errors) + (result.done == 0),
         "server_cpu_percent": round(100 * cpu / elapsed, 1) if elapsed else 0.0,
         "server_rss_mib": round(target.process.rss_bytes() / 2**20, 1),
     }

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import signal
 import ssl
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2
 
 from server.auth import Authenticator, KeyRing
 from server.domain import MAX_CONTENT_BYTES, Files
-from server.grpc_api import FILE_SERVICE, FileServicer, add_services, set_serving
+from server.grpc_api import FILE_SERVICE, FileServicer, ShutdownGate, add_services, set_serving
 from server.http_api import make_app
 from server.openapi import openapi_document
 from server.rest import ServicerInvoker, rest_handler
@@ -33,6 +34,11 @@ log = logging.getLogger("server")
 # Room for the other fields of a CreateFileRequest next to the largest content.
 MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES + 1024 * 1024
 
+# On shutdown, calls that arrived before the signal are refused until none has come in for
+# `Settings.drain_quiet_seconds` (DRAIN_MAX_SECONDS at most, within the grace period); see
+# ShutdownGate.
+DRAIN_MAX_SECONDS = 1.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -45,6 +51,9 @@ class Settings:
     url_ttl_seconds: int = 3600
     sweep_interval_seconds: float = 60.0
     shutdown_grace_seconds: float = 10.0
+    # 0 skips the wait for calls queued before the signal (they may then end CANCELLED): for
+    # in-process test servers that are stopped after every test.
+    drain_quiet_seconds: float = 0.05
     auth_keys: str | None = None
     allow_anonymous: bool = False
 
@@ -85,6 +94,7 @@ class Server:
         self._health: health.aio.HealthServicer | None = None
         self._http: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._gate = ShutdownGate()
 
     @property
     def tls(self) -> bool:
@@ -110,9 +120,9 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ]
+            ],
         )
-        servicer = FileServicer(self.files, lambda: self.http_base_url, auth)
+        servicer = FileServicer(self.files, lambda: self.http_base_url, auth, self._gate)
         self._health = add_services(self._grpc, servicer)
         if self.tls:
             assert settings.tls_cert is not None and settings.tls_key is not None
@@ -184,7 +194,13 @@ class Server:
                     log.info("purged %d expired files", purged)
 
     async def stop(self) -> None:
-        """NOT_SERVING first, then no new calls, in-flight calls finish, store closes last."""
+        """NOT_SERVING and no new calls first, in-flight calls finish, store closes last.
+
+        The whole drain takes at most `shutdown_grace_seconds`; calls still running then are
+        cancelled.
+        """
+        self._gate.closed = True
+        stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
         if self._health is not None:
             await set_serving(self._health, False)
         if self._sweeper is not None:
@@ -192,10 +208,21 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         if self._grpc is not None:
-            await self._grpc.stop(self.settings.shutdown_grace_seconds)
+            await self._refuse_backlog(stop_by)
+            await self._grpc.stop(max(stop_by - time.monotonic(), 0.0))
         if self._http is not None:
             await self._http.cleanup()
         await self.files.store.close()
+
+    async def _refuse_backlog(self, stop_by: float) -> None:
+        """Keeps taking calls, refused by the gate, until none has arrived for a moment."""
+        quiet = self.settings.drain_quiet_seconds
+        give_up = min(time.monotonic() + DRAIN_MAX_SECONDS, stop_by)
+        while (now := time.monotonic()) < give_up:
+            quiet_for = now - self._gate.last_call
+            if quiet_for >= quiet:
+                return
+            await asyncio.sleep(min(quiet - quiet_for, give_up - now))
 
 
 async def serve(settings: Settings) -> None:

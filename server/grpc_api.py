@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,7 @@ from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb
 
 from server.auth import Authenticator, Caller
 from server.domain import etag
-from server.errors import INTERNAL_MESSAGE, DomainError
+from server.errors import INTERNAL_MESSAGE, DomainError, Unavailable
 
 if TYPE_CHECKING:
     from server.domain import Files
@@ -35,6 +36,26 @@ Resp = TypeVar("Resp")
 Method = Callable[[Any, Req, Caller, "dict[str, str]"], Awaitable[Resp]]
 Handler = Callable[[Any, Req, Any], Awaitable[Resp]]
 IF_MATCH = "if-match"
+
+
+SHUTTING_DOWN = "the server is shutting down; nothing was done, try again"
+
+
+class ShutdownGate:
+    """Once shutdown begins, FileService calls are answered UNAVAILABLE instead of run.
+
+    grpc.aio takes arriving calls off the transport one at a time, and `server.stop()` cancels
+    every call that has arrived but has not been taken yet: under load, hundreds of calls sent
+    before the signal would end CANCELLED, which a client cannot tell from its own
+    cancellation and should not retry. Refused here they end UNAVAILABLE with nothing done,
+    which clients retry. `last_call` tells `Server.stop()` when the backlog is through. The
+    check sits in the per-call wrapper, so REST (which calls the servicer in process) is
+    refused the same way, and costs no interceptor on every call.
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.last_call = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +84,11 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         # Trailing metadata rides with the status the call ends with anyway: no extra frame.
         echo = [(REQUEST_ID, metadata.get(REQUEST_ID) or os.urandom(16).hex())]
+        gate = self.gate
+        gate.last_call = time.monotonic()
         try:
+            if gate.closed:
+                raise Unavailable(SHUTTING_DOWN)
             caller = self.auth.authenticate(metadata.get("authorization"))
             caller = dataclasses.replace(caller, request_id=echo[0][1])
             response = await method(self, request, caller, metadata)
@@ -87,11 +112,16 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
     """Decodes nothing itself: each RPC hands its request message and caller to the domain."""
 
     def __init__(
-        self, files: Files, download_base_url: Callable[[], str], auth: Authenticator
+        self,
+        files: Files,
+        download_base_url: Callable[[], str],
+        auth: Authenticator,
+        gate: ShutdownGate | None = None,
     ) -> None:
         self._files = files
         self._download_base_url = download_base_url
         self.auth = auth
+        self.gate = gate or ShutdownGate()
 
     @_rpc
     async def Create(

@@ -123,6 +123,7 @@ async def running(store_url: str, clock: Clock) -> AsyncIterator[Running]:
         store=store_url,
         sweep_interval_seconds=3600,
         shutdown_grace_seconds=1,
+        drain_quiet_seconds=0,
     )
     server = Server(settings, Files(open_store(settings.store), clock=clock))
     await server.start()

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# The most content one group commit carries (one write alone may carry more).
+GROUP_BYTES = 8 * 1024 * 1024
+
 # Each entry brings the schema from version N to N+1 (PRAGMA user_version); never edit one
 # that has shipped, append a new one.
 MIGRATIONS: list[Migration] = [
@@ -156,7 +159,9 @@ class SqliteStore:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._pending: list[
+            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], int]
+        ] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
 
@@ -208,14 +213,18 @@ class SqliteStore:
         self._write_conn = self._loop_conn = None
         self._read_conns.clear()
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs `work` in the next group commit; returns once that commit is durable."""
+    async def _write(self, work: Callable[[sqlite3.Connection], T], size: int = 0) -> T:
+        """Runs `work` in the next group commit; returns once that commit is durable.
+
+        `size` (bytes of content written) keeps one group under GROUP_BYTES, so a burst of
+        large uploads does not make every write in it wait for all of them.
+        """
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._pending_lock:
-            self._pending.append((work, future))
+            self._pending.append((work, future, size))
             start, self._flush_scheduled = not self._flush_scheduled, True
         if start:
             self._writer.submit(self._commit_pending, loop)
@@ -223,14 +232,21 @@ class SqliteStore:
 
     def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._pending_lock:
-            batch, self._pending = self._pending, []
-            self._flush_scheduled = False
+            total = count = 0
+            for _, _, size in self._pending:
+                if count and total + size > GROUP_BYTES:
+                    break
+                total, count = total + size, count + 1
+            batch, self._pending = self._pending[:count], self._pending[count:]
+            self._flush_scheduled = bool(self._pending)
+        if self._flush_scheduled and self._writer is not None:
+            self._writer.submit(self._commit_pending, loop)  # the rest, after this group
         conn = self._write_conn
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             assert conn is not None, "store is not open"
             conn.execute("BEGIN IMMEDIATE")
-            for work, future in batch:
+            for work, future, _ in batch:
                 conn.execute("SAVEPOINT item")
                 try:
                     result = work(conn)
@@ -244,7 +260,7 @@ class SqliteStore:
         except Exception as e:
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [(future, None, e) for _, future in batch]
+            outcomes = [(future, None, e) for _, future, _ in batch]
         loop.call_soon_threadsafe(_settle, outcomes)
 
     async def _read_here(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -285,7 +301,7 @@ class SqliteStore:
             conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
             _insert_audit(conn, audit)
 
-        await self._write(insert)
+        await self._write(insert, size=len(content))
 
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         def select(conn: sqlite3.Connection) -> list[AuditEvent]:
