@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from yandex.cloud.ai.files.v1 import file_service_pb2
 
 from server.auth import Authenticator, KeyRing
@@ -80,6 +81,33 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+class _ClientFault(logging.Filter):
+    """A request malformed below our code (HTTP framing, metadata encoding) is the client's
+    fault: one WARNING line instead of an ERROR with a traceback any client could flood."""
+
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        super().__init__()
+        self.kinds = kinds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, self.kinds):
+            record.msg, record.args = f"{record.getMessage()}: {error}"[:300], ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_client_faults() -> None:
+    for name, kinds in (
+        ("aiohttp.server", (HttpProcessingError,)),
+        ("grpc._cython.cygrpc", (UnicodeDecodeError,)),
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ClientFault) for f in logger.filters):
+            logger.addFilter(_ClientFault(*kinds))
+
+
 class Server:
     """One running server; `start()` binds (port 0 picks a free port), `stop()` drains."""
 
@@ -113,6 +141,7 @@ class Server:
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         auth = self._authenticator()
+        _quiet_client_faults()
         await self.files.store.open()
         await self.files.start()
 

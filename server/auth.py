@@ -54,7 +54,8 @@ class _Entry:
 
 
 def _digest(salt: bytes, key: str) -> bytes:
-    return hashlib.sha256(salt + key.encode()).digest()
+    # surrogatepass: a header's undecodable bytes reach here as lone surrogates.
+    return hashlib.sha256(salt + key.encode("utf-8", "surrogatepass")).digest()
 
 
 class KeyRing:

@@ -55,7 +55,10 @@ NS_PER_DAY = 86_400 * 10**9
 
 _LABEL_KEY = re.compile(r"[a-z][-_./\\@0-9a-z]{0,62}")
 _LABEL_VALUE = re.compile(r"[-_./\\@0-9a-z]{0,63}")
-_MIME_TYPE = re.compile(r"[A-Za-z0-9][-\w.+]*/[A-Za-z0-9][-\w.+]*(\s*;[ -~]*)?")
+# RFC 6838 type/subtype tokens, then parameters of printable ASCII: it goes into a header.
+_MIME_TYPE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(?: *;[ -~]*)?", re.ASCII
+)
 _EXPIRES = re.compile(r"[0-9]{1,15}")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -87,13 +90,16 @@ class Patch:
 
 
 def plan_update(paths: list[str]) -> Patch:
-    """Reads an update mask (an empty one means every updatable field)."""
-    if not paths or "*" in paths:
-        return Patch(frozenset(UPDATABLE), (), frozenset())
+    """Reads an update mask (empty, or `*`, means every updatable field); every path is
+    checked, so `*` does not excuse a bad one."""
     whole: set[str] = set()
     label_keys: list[str] = []
     expiration: set[str] = set()
+    everything = not paths
     for path in paths:
+        if path == "*":
+            everything = True
+            continue
         try:
             segments = split_path(path)
         except MalformedPath as e:
@@ -115,6 +121,8 @@ def plan_update(paths: list[str]) -> Patch:
             raise _bad_path(path, "expiration_config has only expiration_policy and ttl_days")
         else:
             raise _bad_path(path, f"{field} is a string and has no subfields")
+    if everything:
+        return Patch(frozenset(UPDATABLE), (), frozenset())
     return Patch(frozenset(whole), tuple(label_keys), frozenset(expiration))
 
 

@@ -6,12 +6,14 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -20,7 +22,7 @@ from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb
 
 from server.auth import Authenticator, Caller
 from server.domain import etag
-from server.errors import INTERNAL_MESSAGE, DomainError, Unavailable
+from server.errors import INTERNAL_MESSAGE, DomainError, InvalidArgument, Unavailable
 
 if TYPE_CHECKING:
     from server.domain import Files
@@ -71,6 +73,27 @@ def _with_metadata(status: status_pb2.Status, extra: list[tuple[str, str]]) -> g
     return _Status(encoded.code, encoded.details, (*encoded.trailing_metadata, *extra))
 
 
+_PRINTABLE_ID = re.compile(r"[!-~]{1,128}")
+_SERVICE = file_service_pb2.DESCRIPTOR.services_by_name["FileService"]
+
+
+def _request_id(given: str | None) -> str:
+    """The client's id when it can be sent back as a header value as it is; else a new one."""
+    if given is not None and _PRINTABLE_ID.fullmatch(given):
+        return given
+    return os.urandom(16).hex()
+
+
+def _parse(method_name: str, raw: bytes) -> Any:
+    request_type = message_factory.GetMessageClass(_SERVICE.methods_by_name[method_name].input_type)
+    try:
+        return request_type.FromString(raw)
+    except DecodeError:
+        raise InvalidArgument(
+            f"the request is not a valid {request_type.DESCRIPTOR.full_name} message"
+        ) from None
+
+
 def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
     """What every FileService call goes through, whether it came over gRPC or REST: authenticate,
     answer with the request id (and a File's etag) in the trailing metadata, map domain errors
@@ -83,12 +106,14 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
     ) -> Resp:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         # Trailing metadata rides with the status the call ends with anyway: no extra frame.
-        echo = [(REQUEST_ID, metadata.get(REQUEST_ID) or os.urandom(16).hex())]
+        echo = [(REQUEST_ID, _request_id(metadata.get(REQUEST_ID)))]
         gate = self.gate
         gate.last_call = time.monotonic()
         try:
             if gate.closed:
                 raise Unavailable(SHUTTING_DOWN)
+            if isinstance(request, bytes):  # from grpc: parsed here, so garbage is ours to answer
+                request = _parse(method.__name__, request)
             caller = self.auth.authenticate(metadata.get("authorization"))
             caller = dataclasses.replace(caller, request_id=echo[0][1])
             response = await method(self, request, caller, metadata)
@@ -191,7 +216,18 @@ def _register_reflection_v1_descriptor() -> None:
 def add_services(server: grpc.aio.Server, servicer: FileServicer) -> health.aio.HealthServicer:
     """FileService, health and reflection (v1alpha and v1) on one server; returns the health
     servicer so the caller can turn it NOT_SERVING on shutdown."""
-    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
+    # The generated registration, except that requests arrive as bytes and are parsed in the
+    # per-call wrapper: grpc's own parse failure would answer UNKNOWN with protobuf's words
+    # and log a traceback.
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, Any]] = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name), response_serializer=lambda m: m.SerializeToString()
+        )
+        for method in _SERVICE.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(FILE_SERVICE, handlers),))
+    # As the generated code does: registered methods skip the generic handler lookup per call.
+    server.add_registered_method_handlers(FILE_SERVICE, handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _register_reflection_v1_descriptor()

@@ -133,6 +133,8 @@ def routes_for(service: ServiceDescriptor) -> list[Route]:
 
 def _field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
     """A field by its proto name or its lowerCamel JSON name."""
+    if not _encodable(name):
+        return None
     field = descriptor.fields_by_name.get(name)
     if field is not None:
         return field
@@ -242,7 +244,7 @@ def _convert_masks(data: dict[str, Any], descriptor: Descriptor) -> list[tuple[s
         ):
             continue
         value = data.pop(key)
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _encodable(value):
             raise BadRequest(f"{key}: a FieldMask is a comma-separated string of paths")
         masks.append((field.name, mask_from_json(value, descriptor)))
     return masks
@@ -255,8 +257,9 @@ def _descriptor(message: Message) -> Descriptor:
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 
-def _check_bytes(data: dict[str, Any], descriptor: Descriptor) -> None:
-    """json_format decodes base64 leniently (dropping stray characters); refuse such input."""
+def _check_values(data: dict[str, Any], descriptor: Descriptor) -> None:
+    """Stricter than json_format where it is lenient: it drops stray base64 characters and
+    wraps out-of-range or fractional enum numbers (even `true`) into some value."""
     for key, value in data.items():
         field = _field(descriptor, key)
         if field is None:
@@ -264,17 +267,29 @@ def _check_bytes(data: dict[str, Any], descriptor: Descriptor) -> None:
         if field.type == FieldDescriptor.TYPE_BYTES and isinstance(value, str):
             if not _BASE64.fullmatch(value) or len(value.rstrip("=")) % 4 == 1:
                 raise BadRequest(f"{key}: not valid base64")
-        elif field.message_type is not None and isinstance(value, dict):
-            _check_bytes(value, field.message_type)
+        elif field.type == FieldDescriptor.TYPE_ENUM and not field.is_repeated:
+            number_ok = type(value) is int and -(2**31) <= value < 2**31
+            if not (isinstance(value, str) or value is None or number_ok):
+                raise BadRequest(
+                    f"{key}: an enum is a value name or a 32-bit number, not {value!r}"
+                )
+        elif (
+            field.message_type is not None
+            and isinstance(value, dict)
+            and not field.message_type.GetOptions().map_entry
+        ):
+            _check_values(value, field.message_type)
 
 
 def _parse_into(data: object, message: Message) -> None:
     if not isinstance(data, dict):
         raise BadRequest(f"expected a JSON object for {_descriptor(message).name}")
-    _check_bytes(data, _descriptor(message))
+    _check_values(data, _descriptor(message))
     masks = _convert_masks(data, _descriptor(message))
     try:
         json_format.ParseDict(data, message)
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
     except (json_format.ParseError, ValueError, TypeError) as e:
         raise BadRequest(str(e)) from None
     for name, paths in masks:
@@ -345,11 +360,22 @@ def _query_into(message: Message, query: list[tuple[str, str]], exclude: set[str
             _set_scalar(target, field, values)
 
 
+def _encodable(text: str) -> bool:
+    """False for a string holding an unpaired surrogate (JSON can spell one: "\\ud800")."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
             raise ValueError(f"duplicate key {key!r}")
+        if not _encodable(key):
+            raise ValueError("a key holds an unpaired surrogate")
         result[key] = value
     return result
 
@@ -376,6 +402,8 @@ def decode(route: Route, match: re.Match[str], call: HttpCall) -> Message:
                 raise BadRequest(f"the body must be application/json, not {mime or 'untyped'}")
             try:
                 data = json.loads(call.body, object_pairs_hook=_no_duplicates)
+            except RecursionError:
+                raise BadRequest("the body is not valid JSON: nested too deeply") from None
             except (ValueError, UnicodeDecodeError) as e:
                 raise BadRequest(f"the body is not valid JSON: {e}") from None
         else:
