@@ -23,7 +23,6 @@ import time
 import unicodedata
 from typing import TYPE_CHECKING
 
-from google.protobuf import timestamp_pb2
 from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 
@@ -232,29 +231,31 @@ def new_file_id() -> str:
     )
 
 
-def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
-    seconds, nanos = divmod(ns, 10**9)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
 def to_proto(record: FileRecord) -> file_pb2.File:
-    return file_pb2.File(
-        id=record.id,
-        folder_id=record.folder_id,
-        name=record.name,
-        description=record.description,
-        mime_type=record.mime_type,
-        created_by=record.created_by,
-        created_at=_timestamp(record.created_at_ns),
-        updated_by=record.updated_by,
-        updated_at=_timestamp(record.updated_at_ns),
-        expiration_config=common_pb2.ExpirationConfig(
-            expiration_policy=record.expiration_policy,  # type: ignore[arg-type]
-            ttl_days=record.ttl_days,
-        ),
-        expires_at=_timestamp(record.expires_at_ns),
-        labels=record.labels,
-    )
+    return fill(file_pb2.File(), record)
+
+
+def fill(file: file_pb2.File, record: FileRecord) -> file_pb2.File:
+    """Writes the record into an empty File in place: a List page fills its own repeated
+    field, and setting nested fields directly skips building and copying temporaries."""
+    file.id = record.id
+    file.folder_id = record.folder_id
+    file.name = record.name
+    file.description = record.description
+    file.mime_type = record.mime_type
+    file.created_by = record.created_by
+    file.updated_by = record.updated_by
+    for stamp, ns in (
+        (file.created_at, record.created_at_ns),
+        (file.updated_at, record.updated_at_ns),
+        (file.expires_at, record.expires_at_ns),
+    ):
+        stamp.seconds, stamp.nanos = divmod(ns, 10**9)
+    config = file.expiration_config
+    config.expiration_policy = record.expiration_policy  # type: ignore[assignment]
+    config.ttl_days = record.ttl_days
+    file.labels.update(record.labels)
+    return file
 
 
 def etag(file: file_pb2.File) -> str:
@@ -431,9 +432,10 @@ class Files:
         # As the cloud does (and the SDK's files.list() needs): every page that holds files
         # carries a token past its last file; only an empty page ends the walk.
         token = self._page_token(folder_id, records[-1]) if records else ""
-        return file_service_pb2.ListFilesResponse(
-            files=[to_proto(r) for r in records], next_page_token=token
-        )
+        page = file_service_pb2.ListFilesResponse(next_page_token=token)
+        for record in records:
+            fill(page.files.add(), record)
+        return page
 
     def _page_token(self, folder_id: str, last: FileRecord) -> str:
         payload = json.dumps([folder_id, last.created_at_ns, last.id], separators=(",", ":"))
