@@ -20,7 +20,6 @@ import re
 import secrets
 import string
 import time
-import unicodedata
 from typing import TYPE_CHECKING
 
 from yandex.cloud.ai.common import common_pb2
@@ -58,6 +57,8 @@ _LABEL_VALUE = re.compile(r"[-_./\\@0-9a-z]{0,63}")
 _MIME_TYPE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(?: *;[ -~]*)?", re.ASCII
 )
+# Unicode's control characters (category Cc): C0, DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EXPIRES = re.compile(r"[0-9]{1,15}")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -178,7 +179,7 @@ def _validate(record: FileRecord) -> None:
     violations: list[tuple[str, str]] = []
     if len(record.name.encode()) > MAX_NAME_BYTES:
         violations.append(("name", f"must be at most {MAX_NAME_BYTES} bytes of UTF-8"))
-    if any(unicodedata.category(c) == "Cc" for c in record.name):
+    if _CONTROL.search(record.name):
         violations.append(("name", "must not contain control characters"))
     if len(record.description) > MAX_DESCRIPTION_CHARS:
         violations.append(("description", f"must be at most {MAX_DESCRIPTION_CHARS} characters"))
@@ -217,7 +218,7 @@ def _validate(record: FileRecord) -> None:
 def _require_id(field: str, value: str) -> str:
     if not value:
         raise InvalidArgument.field(field, "is required")
-    if len(value) > MAX_ID_CHARS or any(unicodedata.category(c) == "Cc" for c in value):
+    if len(value) > MAX_ID_CHARS or _CONTROL.search(value):
         raise InvalidArgument.field(
             field, f"must be at most {MAX_ID_CHARS} characters with no control characters"
         )
@@ -333,13 +334,14 @@ class Files:
         self, request: file_service_pb2.CreateFileRequest, caller: Caller = ANONYMOUS
     ) -> file_pb2.File:
         folder_id = _require_folder(request.folder_id, caller)
-        if not request.content:
+        content = request.content  # each read of a bytes field copies it: read it once
+        if not content:
             raise InvalidArgument.field("content", "is required and must not be empty")
-        if len(request.content) > MAX_CONTENT_BYTES:
+        if len(content) > MAX_CONTENT_BYTES:
             raise InvalidArgument.field(
-                "content", f"is {len(request.content)} bytes; at most {MAX_CONTENT_BYTES} allowed"
+                "content", f"is {len(content)} bytes; at most {MAX_CONTENT_BYTES} allowed"
             )
-        mime_type = request.mime_type or detect_mime(request.content, request.name)
+        mime_type = request.mime_type or detect_mime(content, request.name)
         if len(mime_type) > 255 or not _MIME_TYPE.fullmatch(mime_type):
             raise InvalidArgument.field("mime_type", "must be a MIME type such as text/plain")
         now = self.clock()
@@ -358,11 +360,11 @@ class Files:
             ttl_days=config.ttl_days or DEFAULT_TTL_DAYS,
             expires_at_ns=0,
             labels=dict(request.labels),
-            size=len(request.content),
+            size=len(content),
         )
         _validate(record)
         record = dataclasses.replace(record, expires_at_ns=expiry(record, now))
-        await self.store.create(record, request.content, self._event(record.id, "create", caller))
+        await self.store.create(record, content, self._event(record.id, "create", caller))
         return to_proto(record)
 
     def _event(

@@ -115,7 +115,7 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
             if isinstance(request, bytes):  # from grpc: parsed here, so garbage is ours to answer
                 request = _parse(method.__name__, request)
             caller = self.auth.authenticate(metadata.get("authorization"))
-            caller = dataclasses.replace(caller, request_id=echo[0][1])
+            caller = Caller(caller.subject, caller.folders, echo[0][1])
             response = await method(self, request, caller, metadata)
         except DomainError as e:
             await context.abort_with_status(_with_metadata(e.to_status(), echo))

@@ -16,6 +16,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,8 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from server.store import AuditEvent, FileRecord, audit_row, pending_migrations
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from server.store import Cursor, Migration
 
 T = TypeVar("T")
@@ -122,7 +121,11 @@ def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRec
     return None if row is None else _record(row)
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+_Pending = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
+_Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
     for future, result, error in outcomes:
         if future.cancelled():
             continue  # the caller gave up; the write stands or fell all the same
@@ -241,27 +244,28 @@ class SqliteStore:
             self._flush_scheduled = bool(self._pending)
         if self._flush_scheduled and self._writer is not None:
             self._writer.submit(self._commit_pending, loop)  # the rest, after this group
+        loop.call_soon_threadsafe(_settle, self._run_group(batch))
+
+    def _run_group(self, batch: list[_Pending]) -> list[_Outcome]:
+        """One transaction for the whole group. Writes rarely fail (validation happens before
+        them), so no savepoint is paid for each: if one fails, the group is rolled back and
+        each write runs again in a transaction of its own, which isolates the failure."""
         conn = self._write_conn
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            assert conn is not None, "store is not open"
+            if conn is None:
+                raise RuntimeError("store is not open")
             conn.execute("BEGIN IMMEDIATE")
-            for work, future, _ in batch:
-                conn.execute("SAVEPOINT item")
-                try:
-                    result = work(conn)
-                except Exception as e:
-                    conn.execute("ROLLBACK TO item")
-                    outcomes.append((future, None, e))
-                else:
-                    outcomes.append((future, result, None))
-                conn.execute("RELEASE item")
+            results = [work(conn) for work, _, _ in batch]
             conn.execute("COMMIT")
         except Exception as e:
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [(future, None, e) for _, future, _ in batch]
-        loop.call_soon_threadsafe(_settle, outcomes)
+            if len(batch) == 1:
+                return [(batch[0][1], None, e)]
+            return [outcome for item in batch for outcome in self._run_group([item])]
+        return [
+            (future, result, None) for (_, future, _), result in zip(batch, results, strict=True)
+        ]
 
     async def _read_here(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """A small read on the event loop's connection: cheaper than a thread hop."""
