@@ -38,6 +38,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "how often expired files are purged"),
     ("--shutdown-grace", "FILES_SHUTDOWN_GRACE", "shutdown_grace_seconds", float, "SECONDS",
      "on SIGTERM or SIGINT, how long in-flight calls may run before they are cancelled"),
+    ("--pool-size", "FILES_POOL_SIZE", "pool_size", int, "N",
+     "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
      "API keys file (see `keys add`); without it every caller is anonymous"),
 ]  # fmt: skip

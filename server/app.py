@@ -24,7 +24,7 @@ from server.grpc_api import FILE_SERVICE, FileServicer, ShutdownGate, add_servic
 from server.http_api import make_app
 from server.openapi import openapi_document
 from server.rest import ServicerInvoker, rest_handler
-from server.store import open_store, without_password
+from server.store import open_store, with_pool_size, without_password
 from server.transcoder import routes_for
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class Settings:
     drain_quiet_seconds: float = 0.05
     auth_keys: str | None = None
     allow_anonymous: bool = False
+    pool_size: int | None = None
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -114,7 +115,8 @@ class Server:
     def __init__(self, settings: Settings, files: Files | None = None) -> None:
         self.settings = settings
         self.files = files or Files(
-            open_store(settings.store), url_ttl_seconds=settings.url_ttl_seconds
+            open_store(with_pool_size(settings.store, settings.pool_size)),
+            url_ttl_seconds=settings.url_ttl_seconds,
         )
         self.grpc_port = 0
         self.http_port = 0

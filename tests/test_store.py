@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from server.store import FileRecord, open_store, pending_migrations, without_password
+from server.app import Server, Settings
+from server.store import (
+    FileRecord,
+    open_store,
+    pending_migrations,
+    with_pool_size,
+    without_password,
+)
 from server.store.postgres import CHUNK_BYTES
 
 if TYPE_CHECKING:
@@ -263,3 +270,26 @@ async def test_replicas_starting_together_migrate_once_and_share_one_secret(
     assert len(set(secrets)) == 1
     module = importlib.import_module(f"server.store.{backend}")
     assert await schema_version(backend, store_url) == len(module.MIGRATIONS)
+
+
+@pytest.mark.parametrize(
+    ("url", "size", "expected"),
+    [
+        ("postgresql://u:p@h:5/db", 3, "postgresql://u:p@h:5/db?pool_size=3"),
+        (
+            "postgresql://u@h/db?pool_size=9&sslmode=require",
+            4,
+            "postgresql://u@h/db?sslmode=require&pool_size=4",
+        ),
+        ("sqlite:///x.db", None, "sqlite:///x.db"),
+    ],
+)
+def test_pool_size_flag_sets_the_url_parameter(url: str, size: int | None, expected: str) -> None:
+    assert with_pool_size(url, size) == expected
+
+
+def test_pool_size_reaches_the_postgres_store_and_is_refused_elsewhere() -> None:
+    server = Server(Settings(store="postgresql://u@127.0.0.1:1/db", pool_size=3))
+    assert server.files.store.pool_size == 3  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        Server(Settings(store="sqlite:///x.db", pool_size=3))

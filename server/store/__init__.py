@@ -151,6 +151,17 @@ def open_store(url: str) -> FileStore:
     return backend.from_url(url)  # type: ignore[attr-defined, no-any-return]
 
 
+def with_pool_size(url: str, size: int | None) -> str:
+    """The URL with `pool_size` set (PostgreSQL only; the embedded stores have no pool)."""
+    if size is None:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"--pool-size applies to a PostgreSQL store, not {parts.scheme or url!r}")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "pool_size"]
+    return parts._replace(query=urlencode([*query, ("pool_size", str(size))])).geturl()
+
+
 def without_password(url: str) -> str:
     """The store URL fit for a log line: a password in it, or in its query, becomes `***`."""
     parts = urlsplit(url)
