@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -46,6 +47,22 @@ class AuditEvent:
     action: str  # create, update or delete
     paths: tuple[str, ...]  # for an update: the mask paths whose values changed
     request_id: str
+
+
+COLUMNS = (
+    "id, folder_id, name, description, mime_type, created_by, created_at_ns, updated_by,"
+    " updated_at_ns, expiration_policy, ttl_days, expires_at_ns, labels, size"
+)
+"""The SQL backends' column order for a FileRecord, as `record_row` lays out its values."""
+
+DESCRIPTION, LABELS = 3, 12  # positions a backend may store in its own way
+
+
+def record_row(record: FileRecord) -> list[object]:
+    """The record's values in COLUMNS order, labels as JSON text."""
+    row: list[object] = [getattr(record, field.name) for field in dataclasses.fields(record)]
+    row[LABELS] = json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True)
+    return row
 
 
 def audit_row(event: AuditEvent) -> tuple[str, int, str, str]:

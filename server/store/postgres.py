@@ -33,7 +33,15 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from server.errors import DomainError, Unavailable
-from server.store import AuditEvent, FileRecord, audit_row, pending_migrations
+from server.store import (
+    COLUMNS,
+    DESCRIPTION,
+    AuditEvent,
+    FileRecord,
+    audit_row,
+    pending_migrations,
+    record_row,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -96,10 +104,7 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-_COLUMNS = (
-    "id, folder_id, name, description, mime_type, created_by, created_at_ns, updated_by,"
-    " updated_at_ns, expiration_policy, ttl_days, expires_at_ns, labels, size"
-)
+_COLUMNS = COLUMNS
 
 # What asyncpg raises when the database is down, restarting or unreachable: the caller gets
 # UNAVAILABLE, and the pool replaces the dead connection on the next acquire.
@@ -121,22 +126,9 @@ def _record(row: asyncpg.Record) -> FileRecord:
 
 
 def _row(record: FileRecord) -> tuple[object, ...]:
-    return (
-        record.id,
-        record.folder_id,
-        record.name,
-        record.description.encode(),
-        record.mime_type,
-        record.created_by,
-        record.created_at_ns,
-        record.updated_by,
-        record.updated_at_ns,
-        record.expiration_policy,
-        record.ttl_days,
-        record.expires_at_ns,
-        json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True),
-        record.size,
-    )
+    row = record_row(record)
+    row[DESCRIPTION] = record.description.encode()  # bytea: text cannot hold U+0000
+    return tuple(row)
 
 
 async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEvent | None) -> None:

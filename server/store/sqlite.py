@@ -21,7 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from server.store import AuditEvent, FileRecord, audit_row, pending_migrations
+from server.store import (
+    COLUMNS,
+    AuditEvent,
+    FileRecord,
+    audit_row,
+    pending_migrations,
+    record_row,
+)
 
 if TYPE_CHECKING:
     from server.store import Cursor, Migration
@@ -74,10 +81,7 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-_COLUMNS = (
-    "id, folder_id, name, description, mime_type, created_by, created_at_ns, updated_by,"
-    " updated_at_ns, expiration_policy, ttl_days, expires_at_ns, labels, size"
-)
+_COLUMNS = COLUMNS
 
 
 def _record(row: tuple[object, ...]) -> FileRecord:
@@ -87,22 +91,7 @@ def _record(row: tuple[object, ...]) -> FileRecord:
 
 
 def _row(record: FileRecord) -> tuple[object, ...]:
-    return (
-        record.id,
-        record.folder_id,
-        record.name,
-        record.description,
-        record.mime_type,
-        record.created_by,
-        record.created_at_ns,
-        record.updated_by,
-        record.updated_at_ns,
-        record.expiration_policy,
-        record.ttl_days,
-        record.expires_at_ns,
-        json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True),
-        record.size,
-    )
+    return tuple(record_row(record))
 
 
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
