@@ -11,7 +11,6 @@ import signal
 import ssl
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
@@ -20,15 +19,19 @@ from yandex.cloud.ai.files.v1 import file_service_pb2
 
 from server.auth import Authenticator, KeyRing
 from server.domain import MAX_CONTENT_BYTES, Files
-from server.grpc_api import FILE_SERVICE, FileServicer, ShutdownGate, add_services, set_serving
+from server.grpc_api import (
+    FILE_SERVICE,
+    FileServicer,
+    Health,
+    ShutdownGate,
+    add_services,
+    set_serving,
+)
 from server.http_api import make_app
 from server.openapi import openapi_document
 from server.rest import ServicerInvoker, rest_handler
 from server.store import open_store, with_pool_size, without_password
 from server.transcoder import routes_for
-
-if TYPE_CHECKING:
-    from grpc_health.v1 import health
 
 log = logging.getLogger("server")
 
@@ -121,7 +124,7 @@ class Server:
         self.grpc_port = 0
         self.http_port = 0
         self._grpc: grpc.aio.Server | None = None
-        self._health: health.aio.HealthServicer | None = None
+        self._health: Health | None = None
         self._http: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._gate = ShutdownGate()

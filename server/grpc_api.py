@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -213,7 +214,7 @@ def _register_reflection_v1_descriptor() -> None:
         pool.Add(proto)
 
 
-def add_services(server: grpc.aio.Server, servicer: FileServicer) -> health.aio.HealthServicer:
+def add_services(server: grpc.aio.Server, servicer: FileServicer) -> Health:
     """FileService, health and reflection (v1alpha and v1) on one server; returns the health
     servicer so the caller can turn it NOT_SERVING on shutdown."""
     # The generated registration, except that requests arrive as bytes and are parsed in the
@@ -228,7 +229,7 @@ def add_services(server: grpc.aio.Server, servicer: FileServicer) -> health.aio.
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(FILE_SERVICE, handlers),))
     # As the generated code does: registered methods skip the generic handler lookup per call.
     server.add_registered_method_handlers(FILE_SERVICE, handlers)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _register_reflection_v1_descriptor()
     names = [
@@ -256,7 +257,47 @@ def add_services(server: grpc.aio.Server, servicer: FileServicer) -> health.aio.
     return health_servicer
 
 
-async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+class _WatchContext:
+    """A Watch call's context that reports when NOT_SERVING has gone out during shutdown."""
+
+    def __init__(self, context: Any, health: Health) -> None:
+        self._context = context
+        self._health = health
+        self.told_not_serving = asyncio.Event()
+
+    async def write(self, response: health_pb2.HealthCheckResponse) -> None:
+        await self._context.write(response)
+        if self._health.stopping and response.status != health_pb2.HealthCheckResponse.SERVING:
+            self.told_not_serving.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class Health(health.aio.HealthServicer):
+    """The standard health service, except that a Watch stream ends once it has told its
+    client NOT_SERVING during shutdown: left open, it would hold the server for the whole
+    grace period, as `server.stop()` waits for every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping = False
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        watch_context = _WatchContext(context, self)
+        watching = asyncio.ensure_future(super().Watch(request, watch_context))  # type: ignore[arg-type]
+        told = asyncio.ensure_future(watch_context.told_not_serving.wait())
+        try:
+            await asyncio.wait({watching, told}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watching, told):
+                task.cancel()
+            await asyncio.gather(watching, told, return_exceptions=True)
+
+
+async def set_serving(health_servicer: Health, serving: bool) -> None:
+    if not serving:
+        health_servicer.stopping = True
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving

@@ -140,6 +140,10 @@ async def test_health_turns_not_serving_when_shutdown_begins(running: Running) -
     assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
     stopping = asyncio.create_task(running.server.stop())
     assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    # The stream then ends by itself (OK), instead of holding the grace period until
+    # server.stop() cancels it.
+    assert await watch.read() is grpc.aio.EOF
+    assert await watch.code() == grpc.StatusCode.OK
     await stopping
 
 
