@@ -5,6 +5,10 @@ trailers, which h2load does not read). What it does count exactly is the DATA by
 a call that fails before answering (a "Trailers-Only" response) carries none. So besides
 h2load's own failed/errored counts, `Run.messages_min` bounds from below how many calls carried
 a response message; the driver adds real gRPC calls before and after each run.
+
+REST runs go over HTTP/1.1 (`--h1`), where the status line tells a failure; h2load has no method
+flag, but a `:method` header overrides its POST (for HTTP/1.1 too: it builds the request line
+from that pseudo-header), which is how the benchmark sends a true PATCH.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import subprocess
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 INSTALL_HINT = "h2load not found on PATH: apt-get install nghttp2-client"
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
 
 
 def require_h2load() -> str:
@@ -79,17 +85,19 @@ def _percentile(ordered: list[int], fraction: float) -> float:
     return float(ordered[max(0, math.ceil(fraction * len(ordered)) - 1)])
 
 
-def latency_from_log(log_file: Path) -> dict[str, float]:
-    """p50/p90/p99/max/mean in ms over the successful requests of an h2load --log-file.
+def latency_from_log(*log_files: Path) -> dict[str, float]:
+    """p50/p90/p99/max/mean in ms over the successful requests of h2load --log-files (several
+    when h2load runs in parallel against replicas: their requests are pooled).
 
     Its rows are: start time (µs since the epoch), HTTP status (-1 for a failed stream), µs until
     the end of the response.
     """
     micros: list[int] = []
-    for line in log_file.read_text().splitlines():
-        fields = line.split("\t")
-        if len(fields) >= 3 and fields[1] == "200":
-            micros.append(int(fields[2]))
+    for log_file in log_files:
+        for line in log_file.read_text().splitlines():
+            fields = line.split("\t")
+            if len(fields) >= 3 and fields[1] == "200":
+                micros.append(int(fields[2]))
     micros.sort()
     if not micros:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
@@ -124,6 +132,22 @@ def parse(output: str, log_file: Path | None) -> Run:
     )
 
 
+def combine(runs: Sequence[Run], latency_ms: dict[str, float]) -> Run:
+    """Runs that went side by side (one per replica) as one: counts and rates add up."""
+    return Run(
+        rps=sum(r.rps for r in runs),
+        done=sum(r.done for r in runs),
+        succeeded=sum(r.succeeded for r in runs),
+        failed=sum(r.failed for r in runs),
+        errored=sum(r.errored for r in runs),
+        timeout=sum(r.timeout for r in runs),
+        status_2xx=sum(r.status_2xx for r in runs),
+        status_other=sum(r.status_other for r in runs),
+        data_bytes=sum(r.data_bytes for r in runs),
+        latency_ms=latency_ms,
+    )
+
+
 def run(
     url: str,
     payload: Path,
@@ -132,18 +156,20 @@ def run(
     streams: int,
     duration_s: float,
     log_file: Path | None = None,
+    headers: Sequence[str] = GRPC_HEADERS,
+    http1: bool = False,
 ) -> Run:
-    """A timed run: `connections` times `streams` POSTs of `payload` to `url` for `duration_s`.
+    """A timed run: `connections` times `streams` POSTs of `payload` to `url` for `duration_s`
+    (another method with a `:method: PATCH` header; over HTTP/1.1 with `http1`, where `streams`
+    above 1 would be pipelining).
 
     No --warm-up-time: h2load 1.52 keeps counting DATA bytes through the warm-up while it resets
     the request counts, which would spoil the byte check; warm up with a separate run instead.
     """
     command = [
         require_h2load(),
-        "-H",
-        "content-type: application/grpc",
-        "-H",
-        "te: trailers",
+        *(["--h1"] if http1 else []),
+        *(arg for header in headers for arg in ("-H", header)),
         "-d",
         str(payload),
         "-c",

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 60.0
 
-_SERVING = re.compile(r"serving gRPC on (\S+):(\d+)")
+# Ours logs "serving gRPC on H:P and HTTP on H:P, ..."; each floor names the one it serves.
+_SERVING = re.compile(r"serving (?:gRPC on (\S+:\d+))?(?: and )?(?:HTTP on (\S+:\d+))?")
 # Our log format is "%(asctime)s %(levelname)s %(name)s: ..."; tracebacks and gRPC core's own
 # "E0101 ..." lines count as errors too.
 _ERROR = re.compile(r" (ERROR|CRITICAL) |^Traceback|^E\d{4} ")
@@ -31,9 +32,14 @@ class ServerProcess:
     """One server under test, its stdout and stderr read as they come: the last lines are kept
     for a failure message, and every error line (a server may log each request: the rest go)."""
 
-    def __init__(self, name: str, command: list[str], *, health: bool = True) -> None:
+    def __init__(
+        self, name: str, command: list[str], *, health: bool = True, grpc: bool = True
+    ) -> None:
         self.name = name
         self.health = health
+        self.grpc = grpc
+        self.http_address = ""
+        """HOST:PORT of its HTTP listener, once it serves, where it has one."""
         self.tail: collections.deque[str] = collections.deque(maxlen=200)
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -62,8 +68,9 @@ class ServerProcess:
                 if _ERROR.search(line):
                     self.errors.append(line.rstrip())
             match = _SERVING.search(line)
-            if match and not self._found.is_set():
-                self._target = f"{match[1]}:{match[2]}"
+            if match and (match[1] or match[2]) and not self._found.is_set():
+                self._target = match[1] or ""
+                self.http_address = match[2] or ""
                 self._found.set()
         self._found.set()  # the process ended: stop waiting
 
@@ -72,10 +79,13 @@ class ServerProcess:
         return self.process.pid
 
     def wait_serving(self) -> str:
-        """The HOST:PORT it listens on, once it takes connections and its health service (where
-        it has one: the floor has none) says SERVING."""
-        if not self._found.wait(STARTUP_TIMEOUT) or not self._target:
+        """The HOST:PORT it listens on (gRPC, or HTTP for an HTTP-only server), once it takes
+        connections and its health service (where it has one: the floors have none) says
+        SERVING."""
+        if not self._found.wait(STARTUP_TIMEOUT) or not (self._target or self.http_address):
             raise RuntimeError(f"{self.name} did not start:\n{self.log_text()}")
+        if not self.grpc:
+            return self.http_address  # it printed that line once it was listening
         with grpc.insecure_channel(self._target) as channel:
             grpc.channel_ready_future(channel).result(timeout=STARTUP_TIMEOUT)
             if self.health:
@@ -133,6 +143,12 @@ class ServerProcess:
 
 def start_floor() -> ServerProcess:
     return ServerProcess("floor", [sys.executable, "-m", "bench.floor"], health=False)
+
+
+def start_http_floor() -> ServerProcess:
+    return ServerProcess(
+        "bare aiohttp", [sys.executable, "-m", "bench.http_floor"], health=False, grpc=False
+    )
 
 
 def start_ours(store_url: str, *args: str, name: str = "ours") -> ServerProcess:

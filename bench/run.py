@@ -7,41 +7,56 @@ rate as a fraction of the floor's.
 
 Every h2load run is bracketed by a few real gRPC calls of the same request (their status must
 be OK), checked against h2load's own failure counts and the DATA bytes it received, and followed
-by a look at the server's log: any failure makes the exit status 1.
+by a look at the server's log: any failure makes the exit status 1. REST PATCH runs the same way
+over HTTP/1.1 against a bare aiohttp handler (bench/http_floor.py); `--postgres` adds Update and
+Get on a throwaway PostgreSQL cluster, against the floor and with one replica against two.
 
     python -m bench.run               # everything, with the scale runs (~9 minutes on 2 cores)
     python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~7 minutes)
     python -m bench.run --quick       # every scenario once, at the headline concurrency (~30 s)
+    python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
+import http.client
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from google.protobuf import timestamp_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from bench import h2load, workload
-from bench.processes import ROOT, ServerProcess, running, start_floor, start_ours
+from bench.processes import (
+    ROOT,
+    ServerProcess,
+    running,
+    start_floor,
+    start_http_floor,
+    start_ours,
+)
 from bench.seed import seed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from google.protobuf.message import Message
+
+    from bench.workload import RestCall
 
 SCHEMA_VERSION = 1
 HEADLINE = (16, 8)
@@ -58,6 +73,13 @@ class Scenario:
     request: Callable[[dict[str, str]], Message]
     """Builds the request from the ids the set-up made on that server."""
     sweep: bool = False
+    rest: Callable[[dict[str, str]], RestCall] | None = None
+    """Over REST instead: the HTTP request, against the bare aiohttp floor."""
+
+    @property
+    def headline(self) -> tuple[int, int]:
+        # HTTP/1.1 carries one request at a time per connection: the same 128 in flight.
+        return (HEADLINE[0] * HEADLINE[1], 1) if self.rest else HEADLINE
 
 
 SCENARIOS = [
@@ -67,6 +89,13 @@ SCENARIOS = [
         "Update",
         lambda ids: workload.update_request(ids["update"]),
         sweep=True,
+    ),
+    Scenario(
+        "rest_update",
+        "REST PATCH name+description (floor: bare aiohttp)",
+        "Update",
+        lambda ids: workload.update_request(ids["update"]),
+        rest=lambda ids: workload.rest_update(ids["update"]),
     ),
     Scenario(
         "update_label",
@@ -118,6 +147,42 @@ class Settings:
     scale: bool
     scale_files: int
     quick: bool
+    postgres: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What h2load sends one server in a scenario."""
+
+    url: str
+    payload: Path
+    headers: tuple[str, ...] = h2load.GRPC_HEADERS
+    http1: bool = False
+
+
+class Endpoint(Protocol):
+    """One server process as the driver sees it: what to load it with, how to probe it."""
+
+    name: str
+    process: ServerProcess
+    payload_dir: Path
+    ids: dict[str, str]
+
+    def load(self, scenario: Scenario) -> Load: ...
+
+    def probe(self, scenario: Scenario) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Side(Protocol):
+    """What one column of a table measures: one server, or replicas loaded side by side."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def members(self) -> list[Endpoint]: ...
 
 
 class Target:
@@ -133,8 +198,34 @@ class Target:
         self.ids: dict[str, str] = {}
         self._payloads: dict[str, tuple[Message, Path]] = {}
 
+    @property
+    def members(self) -> list[Endpoint]:
+        return [self]
+
     def url(self, method: str) -> str:
         return f"http://{self.address}/{workload.SERVICE}/{method}"
+
+    def load(self, scenario: Scenario) -> Load:
+        return Load(self.url(scenario.method), self.payload(scenario)[1])
+
+    def probe(self, scenario: Scenario) -> dict[str, Any]:
+        """A few real gRPC calls of the benchmark's request; each must end with status OK.
+
+        Also returns the response frames seen, exactly, and widened to their longest form.
+        """
+        request, _ = self.payload(scenario)
+        errors: list[str] = []
+        frames: set[bytes] = set()
+        widest = 0
+        for _ in range(PROBES):
+            try:
+                response = self.call(scenario.method, request)
+            except grpc.RpcError as e:
+                errors.append(f"{e.code().name}: {e.details()}")
+                continue
+            frames.add(workload.grpc_frame(response.SerializeToString()))
+            widest = max(widest, len(workload.grpc_frame(_widest(response).SerializeToString())))
+        return {"ok": PROBES - len(errors), "errors": errors, "frames": frames, "widest": widest}
 
     def payload(self, scenario: Scenario) -> tuple[Message, Path]:
         """The request and the file holding it as one gRPC frame, made once per scenario."""
@@ -151,6 +242,94 @@ class Target:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class RestTarget:
+    """One server's HTTP listener, seen by h2load over HTTP/1.1 and by http.client."""
+
+    def __init__(
+        self, process: ServerProcess, address: str, payload_dir: Path, name: str = ""
+    ) -> None:
+        self.process = process
+        self.name = name or process.name
+        self.address = address
+        self.payload_dir = payload_dir
+        self.ids: dict[str, str] = {}
+        self._calls: dict[str, tuple[RestCall, Path]] = {}
+
+    @property
+    def members(self) -> list[Endpoint]:
+        return [self]
+
+    def _call(self, scenario: Scenario) -> tuple[RestCall, Path]:
+        if scenario.key not in self._calls:
+            assert scenario.rest is not None
+            call = scenario.rest(self.ids)
+            path = self.payload_dir / f"{self.name}-{scenario.key}.json"
+            path.write_bytes(call.body)
+            self._calls[scenario.key] = (call, path)
+        return self._calls[scenario.key]
+
+    def load(self, scenario: Scenario) -> Load:
+        call, path = self._call(scenario)
+        return Load(
+            f"http://{self.address}{call.path}",
+            path,
+            (f":method: {call.method}", "content-type: application/json"),
+            http1=True,
+        )
+
+    def probe(self, scenario: Scenario) -> dict[str, Any]:
+        """A few real requests of the benchmark's call on one connection; each must be 200.
+
+        Also returns the bodies seen, and the longest each could be (see `_widest_json`).
+        """
+        call, _ = self._call(scenario)
+        errors: list[str] = []
+        bodies: set[bytes] = set()
+        widest = 0
+        connection = http.client.HTTPConnection(self.address, timeout=60)
+        try:
+            for _ in range(PROBES):
+                try:
+                    connection.request(
+                        call.method, call.path, call.body, {"content-type": "application/json"}
+                    )
+                    response = connection.getresponse()
+                    body = response.read()
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(f"{type(e).__name__}: {e}")
+                    connection.close()  # the next request reconnects
+                    continue
+                if response.status != 200:
+                    errors.append(f"HTTP {response.status}: {body[:200]!r}")
+                    continue
+                bodies.add(body)
+                widest = max(widest, _widest_json(body))
+        finally:
+            connection.close()
+        return {"ok": PROBES - len(errors), "errors": errors, "frames": bodies, "widest": widest}
+
+    def close(self) -> None:
+        pass
+
+
+class Replicas:
+    """Several replicas as one side: h2load runs against each at once, with the connections
+    split between them, and their counts and rates add up."""
+
+    def __init__(self, name: str, members: list[Target]) -> None:
+        self.name = name
+        self.members: list[Endpoint] = list(members)
+
+
+# An RFC 3339 timestamp in proto3 JSON; its fraction has 0, 3, 6 or 9 digits.
+_JSON_TIMESTAMP = re.compile(rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"')
+
+
+def _widest_json(body: bytes) -> int:
+    """The longest the same JSON answer can get: every timestamp with nine-digit nanos."""
+    return len(body) + sum(10 - len(m[1] or b"") for m in _JSON_TIMESTAMP.finditer(body))
 
 
 def _widest(response: Message) -> Message:
@@ -172,70 +351,84 @@ def _widest(response: Message) -> Message:
     return widest
 
 
-def probe(target: Target, scenario: Scenario) -> dict[str, Any]:
-    """A few real gRPC calls of the benchmark's request; each must end with status OK.
-
-    Also returns the response frames seen, exactly, and widened to their longest form.
-    """
-    request, _ = target.payload(scenario)
-    errors: list[str] = []
-    frames: set[bytes] = set()
-    widest = 0
-    for _ in range(PROBES):
-        try:
-            response = target.call(scenario.method, request)
-        except grpc.RpcError as e:
-            errors.append(f"{e.code().name}: {e.details()}")
-            continue
-        frames.add(workload.grpc_frame(response.SerializeToString()))
-        widest = max(widest, len(workload.grpc_frame(_widest(response).SerializeToString())))
-    return {"ok": PROBES - len(errors), "errors": errors, "frames": frames, "widest": widest}
-
-
-def _max_frame_bytes(before: dict[str, Any], after: dict[str, Any]) -> int:
+def _max_frame_bytes(probes: list[dict[str, Any]]) -> int:
     """The longest a successful response can be: exact when every probe got the same bytes
-    (Get, List, the floor), else with every timestamp at its longest (Update, Create)."""
-    frames = before["frames"] | after["frames"]
+    (Get, List, the floors), else with every timestamp at its longest (Update, Create)."""
+    frames = set().union(*(p["frames"] for p in probes))
     if len(frames) == 1:
         return len(next(iter(frames)))
-    return int(max(before["widest"], after["widest"]))
+    return int(max(p["widest"] for p in probes))
+
+
+def split_connections(connections: int, replicas: int) -> list[int]:
+    """Connections per replica, as even as they go (16 over 2: 8 and 8; 1 over 2: 1 and 0)."""
+    return [connections // replicas + (i < connections % replicas) for i in range(replicas)]
+
+
+def _h2load(
+    loads: list[tuple[Load, int]],
+    streams: int,
+    duration_s: float,
+    log_files: list[Path] | None = None,
+) -> list[h2load.Run]:
+    """One h2load per (load, connections), all at once; a run each."""
+
+    def one(index: int) -> h2load.Run:
+        load, connections = loads[index]
+        return h2load.run(
+            load.url,
+            load.payload,
+            connections=connections,
+            streams=streams,
+            duration_s=duration_s,
+            log_file=log_files[index] if log_files else None,
+            headers=load.headers,
+            http1=load.http1,
+        )
+
+    if len(loads) == 1:
+        return [one(0)]
+    with concurrent.futures.ThreadPoolExecutor(len(loads)) as pool:
+        return list(pool.map(one, range(len(loads))))
 
 
 def measure(
-    target: Target, scenario: Scenario, connections: int, streams: int, settings: Settings
+    side: Side, scenario: Scenario, connections: int, streams: int, settings: Settings
 ) -> dict[str, Any]:
-    """One h2load run against one server, with its checks."""
-    _, payload = target.payload(scenario)
-    url = target.url(scenario.method)
-    mark = target.process.log_mark()
-    before = probe(target, scenario)
-    if settings.warm_up_s > 0:
-        h2load.run(
-            url,
-            payload,
-            connections=connections,
-            streams=streams,
-            duration_s=settings.warm_up_s,
+    """One h2load run against one server (or one per replica at once), with its checks."""
+    loaded = [
+        (member, share)
+        for member, share in zip(
+            side.members, split_connections(connections, len(side.members)), strict=True
         )
-    log_file = target.payload_dir / "h2load.log"
-    cpu_before = target.process.cpu_seconds()
+        if share
+    ]
+    members = [member for member, _ in loaded]
+    loads = [(member.load(scenario), share) for member, share in loaded]
+    marks = [m.process.log_mark() for m in members]
+    before = [m.probe(scenario) for m in members]
+    if settings.warm_up_s > 0:
+        _h2load(loads, streams, settings.warm_up_s)
+    log_files = [m.payload_dir / f"h2load-{i}.log" for i, m in enumerate(members)]
+    cpu_before = sum(m.process.cpu_seconds() for m in members)
     started = time.monotonic()
-    result = h2load.run(
-        url,
-        payload,
-        connections=connections,
-        streams=streams,
-        duration_s=settings.duration_s,
-        log_file=log_file,
-    )
+    runs = _h2load(loads, streams, settings.duration_s, log_files)
     elapsed = time.monotonic() - started
-    cpu = target.process.cpu_seconds() - cpu_before
-    after = probe(target, scenario)
-    log_errors = target.process.errors_since(mark)
-    max_frame = _max_frame_bytes(before, after)
-    probe_failures = 2 * PROBES - before["ok"] - after["ok"]
+    cpu = sum(m.process.cpu_seconds() for m in members) - cpu_before
+    after = [m.probe(scenario) for m in members]
+    log_errors = [
+        line
+        for m, mark in zip(members, marks, strict=True)
+        for line in m.process.errors_since(mark)
+    ]
+    result = (
+        runs[0] if len(runs) == 1 else h2load.combine(runs, h2load.latency_from_log(*log_files))
+    )
+    max_frame = _max_frame_bytes(before + after)
+    probe_failures = 2 * PROBES * len(members) - sum(p["ok"] for p in before + after)
     return {
         "rps": result.rps,
+        "replica_rps": [r.rps for r in runs],
         "done": result.done,
         "succeeded": result.succeeded,
         "failed": result.failed,
@@ -247,12 +440,12 @@ def measure(
         "messages_min": result.messages_min(max_frame),
         "latency_ms": result.latency_ms,
         "probe_failures": probe_failures,
-        "probe_errors": before["errors"] + after["errors"],
+        "probe_errors": [e for p in before + after for e in p["errors"]],
         "log_errors": log_errors[:20],
         # A run in which nothing completed measured nothing: count it as a failure.
         "failures": result.h2load_failures + probe_failures + len(log_errors) + (result.done == 0),
         "server_cpu_percent": round(100 * cpu / elapsed, 1) if elapsed else 0.0,
-        "server_rss_mib": round(target.process.rss_bytes() / 2**20, 1),
+        "server_rss_mib": round(sum(m.process.rss_bytes() for m in members) / 2**20, 1),
     }
 
 
@@ -271,7 +464,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def compare(
-    targets: list[Target], scenario: Scenario, connections: int, streams: int, settings: Settings
+    targets: Sequence[Side], scenario: Scenario, connections: int, streams: int, settings: Settings
 ) -> dict[str, Any]:
     """All rounds of one point; the order flips every round so neither side always goes first."""
     runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
@@ -287,7 +480,7 @@ def compare(
         "connections": connections,
         "streams": streams,
         "concurrency": connections * streams,
-        "headline": (connections, streams) == HEADLINE,
+        "headline": (connections, streams) == scenario.headline,
         "sides": [base, other],
         **sides,
         "ratio": _ratio(sides[other]["rps_median"], sides[base]["rps_median"]),
@@ -350,23 +543,83 @@ def _commit() -> str:
 
 def run_main(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     store = f"sqlite:///{tmp / 'bench.db'}"
+    rest = any(BY_KEY[key].rest for key in settings.scenarios)
     floor, ours = start_floor(), start_ours(store)
+    processes = [floor, ours, *([start_http_floor()] if rest else [])]
     results = []
-    with running(floor, ours) as (floor_address, ours_address):
-        targets = [Target(floor, floor_address, tmp), Target(ours, ours_address, tmp)]
+    with running(*processes) as addresses:
+        targets = [Target(floor, addresses[0], tmp), Target(ours, addresses[1], tmp)]
+        # REST: the bare aiohttp handler against our HTTP listener, named as the gRPC sides are.
+        rest_targets = (
+            [
+                RestTarget(processes[2], addresses[2], tmp, name="floor"),
+                RestTarget(ours, ours.http_address, tmp),
+            ]
+            if rest
+            else []
+        )
         try:
             set_up_ours(targets[1])
-            targets[0].ids = dict(targets[1].ids)
+            others: list[Target | RestTarget] = [targets[0], *rest_targets]
+            for other in others:
+                other.ids = dict(targets[1].ids)
             for key in settings.scenarios:
                 scenario = BY_KEY[key]
+                sides = rest_targets if scenario.rest else targets
                 for connections, streams in settings.points[key]:
-                    point = compare(targets, scenario, connections, streams, settings)
+                    point = compare(sides, scenario, connections, streams, settings)
                     results.append(point)
                     _progress(point)
         finally:
             for target in targets:
                 target.close()
     return results
+
+
+def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
+    """Update and Get on a throwaway PostgreSQL cluster: against the floor, and one replica
+    against two on the same database (connections split between them)."""
+    # The tests' cluster (initdb and pg_ctl as the postgres user, fsync off): a bench measures
+    # the server's work, not this VM's disk.
+    from tests.postgres import ClusterError, start_cluster  # noqa: PLC0415 (only with --postgres)
+
+    try:
+        cluster = start_cluster()
+    except ClusterError as e:
+        raise SystemExit(f"--postgres: {e}") from None
+    work = tmp / "postgres"
+    work.mkdir()
+    try:
+        url = cluster.url(cluster.database())
+        processes = [start_floor(), start_ours(url), start_ours(url, name="replica 2")]
+        with running(*processes) as addresses:
+            targets = [Target(p, a, work) for p, a in zip(processes, addresses, strict=True)]
+            try:
+                set_up_ours(targets[1])
+                for other in (targets[0], targets[2]):
+                    other.ids = dict(targets[1].ids)
+                floor_points, replica_points = [], []
+                for key in ("update", "get"):
+                    point = compare(targets[:2], BY_KEY[key], *HEADLINE, settings)
+                    floor_points.append(point)
+                    _progress(point)
+                one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
+                for key in ("update", "get"):
+                    point = compare([one, two], BY_KEY[key], *HEADLINE, settings)
+                    replica_points.append(point)
+                    _progress(point)
+            finally:
+                for target in targets:
+                    target.close()
+        version = cluster.psql("SHOW server_version").strip()
+    finally:
+        cluster.destroy()
+    return {
+        "server_version": version,
+        "cluster": "throwaway, in /tmp; fsync=off, synchronous_commit=off, full_page_writes=off",
+        "floor_points": floor_points,
+        "replica_points": replica_points,
+    }
 
 
 def run_scale(settings: Settings, tmp: Path) -> dict[str, Any]:
@@ -481,7 +734,9 @@ def machine_text(report: dict[str, Any]) -> str:
 
 
 def report_text(report: dict[str, Any]) -> str:
-    parts = [table(report["results"])] if report["results"] else []
+    grpc_points = [p for p in report["results"] if not BY_KEY[p["scenario"]].rest]
+    rest_points = [p for p in report["results"] if BY_KEY[p["scenario"]].rest]
+    parts = [table(points) for points in (grpc_points, rest_points) if points]
     scale = report["scale"]
     if scale:
         small, big = (f"{size:,} files" for size in scale["sizes"])
@@ -494,6 +749,12 @@ def report_text(report: dict[str, Any]) -> str:
             f" {big} {rss[big]['start_mib']} and {rss[big]['after_load_mib']}."
             f" Idle CPU with the sweeper every second: {small} {idle[small]} %,"
             f" {big} {idle[big]} %."
+        )
+    postgres = report.get("postgres")
+    if postgres:
+        parts.append(
+            f"PostgreSQL {postgres['server_version']} ({postgres['cluster']}):\n\n"
+            f"{table(postgres['floor_points'])}\n\n{table(postgres['replica_points'])}"
         )
     return "\n\n".join(parts)
 
@@ -525,6 +786,13 @@ def parse_args(argv: list[str]) -> Settings:
         " (default: on in the full run, off with --quick, --scenarios or --concurrency)",
     )
     parser.add_argument("--scale-files", type=int, default=1_000_000, metavar="N")
+    parser.add_argument(
+        "--postgres",
+        action=argparse.BooleanOptionalAction,
+        help="Update and Get on a throwaway PostgreSQL 15 cluster (tests/postgres.py) against the"
+        " floor, and 1 vs 2 replicas (default: on in the full run, off with --quick, --scenarios"
+        " or --concurrency)",
+    )
     args = parser.parse_args(argv)
 
     scenarios = list(BY_KEY) if not args.scenarios else args.scenarios.split(",")
@@ -539,7 +807,11 @@ def parse_args(argv: list[str]) -> Settings:
     elif args.quick:
         points = {key: [HEADLINE] for key in scenarios}
     else:
-        points = {key: SWEEP if BY_KEY[key].sweep else [HEADLINE] for key in scenarios}
+        points = {key: SWEEP if BY_KEY[key].sweep else [BY_KEY[key].headline] for key in scenarios}
+    # HTTP/1.1 has no streams: CONNSxSTREAMS over REST is that many connections of one each.
+    for key in scenarios:
+        if BY_KEY[key].rest:
+            points[key] = sorted({(c * s, 1) for c, s in points[key]})
     return Settings(
         rounds=args.rounds or (1 if args.quick else 3),
         duration_s=args.duration or (1.5 if args.quick else 4.0),
@@ -555,6 +827,11 @@ def parse_args(argv: list[str]) -> Settings:
         ),
         scale_files=args.scale_files,
         quick=args.quick,
+        postgres=(
+            args.postgres
+            if args.postgres is not None
+            else not (args.quick or args.scenarios or args.concurrency)
+        ),
     )
 
 
@@ -591,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": [],
         "scale": None,
+        "postgres": None,
     }
     with tempfile.TemporaryDirectory(prefix="files-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -600,9 +878,18 @@ def main(argv: list[str] | None = None) -> int:
         if settings.scale:
             print(f"scale: 1,000 vs {settings.scale_files:,} files:", file=sys.stderr)
             report["scale"] = run_scale(settings, tmp)
+        if settings.postgres:
+            print("PostgreSQL: floor vs ours, then 1 vs 2 replicas:", file=sys.stderr)
+            report["postgres"] = run_postgres(settings, tmp)
     report["duration_seconds"] = clock.seconds()
     report["machine"]["loadavg_at_end"] = os.getloadavg()
-    points = report["results"] + (report["scale"] or {}).get("points", [])
+    postgres = report["postgres"] or {}
+    points = [
+        *report["results"],
+        *(report["scale"] or {}).get("points", []),
+        *postgres.get("floor_points", []),
+        *postgres.get("replica_points", []),
+    ]
     failures = sum(p[side]["failures"] for p in points for side in p["sides"])
     report["failures"] = failures
 

@@ -6,6 +6,8 @@ big-endian length — then the serialized message, as the gRPC-over-HTTP/2 spec 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import struct
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -92,3 +94,23 @@ def get_request(file_id: str) -> file_service_pb2.GetFileRequest:
 
 def list_request(folder_id: str = LIST_FOLDER_ID) -> file_service_pb2.ListFilesRequest:
     return file_service_pb2.ListFilesRequest(folder_id=folder_id, page_size=LIST_PAGE_SIZE)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestCall:
+    """One REST request: what h2load repeats and what the probes send."""
+
+    method: str
+    path: str
+    body: bytes
+
+
+def rest_update(file_id: str) -> RestCall:
+    """`update_request` over REST, as the cloud's users send it: the mask as one camelCase string
+    (AIP-161 over HTTP), JSON fields in lowerCamel."""
+    body = {
+        "updateMask": "name,description",
+        "name": "renamed-" + NAME,
+        "description": "updated by the benchmark",
+    }
+    return RestCall("PATCH", f"/files/v1/files/{file_id}", json.dumps(body).encode())

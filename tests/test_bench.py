@@ -17,6 +17,7 @@ import pytest
 from bench import h2load, workload
 from bench.h2load import INSTALL_HINT
 from bench.processes import ServerProcess, running, start_floor
+from bench.run import BY_KEY, Replicas, Target, measure, parse_args, split_connections
 from bench.seed import seed
 from server.store.sqlite import SqliteStore
 from tests.support import ROOT
@@ -46,7 +47,7 @@ def require_h2load() -> None:
 def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> None:
     require_h2load()
     result = bench(
-        *("--scenarios", "update,get", "--concurrency", "2x4", "--rounds", "1"),
+        *("--scenarios", "update,get,rest_update", "--concurrency", "2x4", "--rounds", "1"),
         *("--duration", "1", "--warm-up", "0", "--no-plot", "--out", str(tmp_path)),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -55,9 +56,11 @@ def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> N
     assert report["schema"] == 1
     assert report["failures"] == 0
     assert {"nproc", "cpu_model", "python", "grpcio", "h2load"} <= report["machine"].keys()
-    assert [p["scenario"] for p in report["results"]] == ["update", "get"]
+    assert [p["scenario"] for p in report["results"]] == ["update", "get", "rest_update"]
     for point in report["results"]:
-        assert (point["connections"], point["streams"], point["concurrency"]) == (2, 4, 8)
+        # REST goes over HTTP/1.1: the same 8 in flight, as 8 connections of one request each.
+        shape = (8, 1) if point["scenario"] == "rest_update" else (2, 4)
+        assert (point["connections"], point["streams"], point["concurrency"]) == (*shape, 8)
         assert point["ratio"] > 0
         for side in ("floor", "ours"):
             summary = point[side]
@@ -73,6 +76,70 @@ def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> N
     # The table on stdout has a row per point.
     assert "| Update name+description | 2x4 |" in result.stdout
     assert "| Get | 2x4 |" in result.stdout
+    assert "| REST PATCH name+description (floor: bare aiohttp) | 8x1 |" in result.stdout
+
+
+def test_replicas_are_loaded_at_once_and_their_rates_add_up(tmp_path: Path) -> None:
+    """The 1-vs-2 replica comparison's arithmetic, on two gRPC floors (no PostgreSQL needed)."""
+    require_h2load()
+    settings = parse_args(["--rounds", "1", "--duration", "0.5", "--warm-up", "0"])
+    floors = [start_floor(), start_floor()]
+    with running(*floors) as addresses:
+        targets = [Target(f, a, tmp_path) for f, a in zip(floors, addresses, strict=True)]
+        for number, target in enumerate(targets):
+            target.name = f"floor {number}"  # payload files apart
+            target.ids = {"get": "f"}
+        try:
+            run = measure(Replicas("two", targets), BY_KEY["get"], 3, 2, settings)
+        finally:
+            for target in targets:
+                target.close()
+    assert run["failures"] == 0 and run["probe_failures"] == 0
+    assert len(run["replica_rps"]) == 2 and all(rps > 0 for rps in run["replica_rps"])
+    assert run["rps"] == pytest.approx(sum(run["replica_rps"]))
+    assert run["done"] > 0 and run["messages_min"] >= 0.95 * run["done"]
+    assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
+
+
+@pytest.mark.parametrize(
+    ("connections", "replicas", "shares"),
+    [(16, 1, [16]), (16, 2, [8, 8]), (3, 2, [2, 1]), (1, 2, [1, 0])],
+)
+def test_connections_split_between_replicas(
+    connections: int, replicas: int, shares: list[int]
+) -> None:
+    assert split_connections(connections, replicas) == shares
+
+
+def test_runs_side_by_side_combine_into_one() -> None:
+    def run(rps: float, done: int, failed: int) -> h2load.Run:
+        return h2load.Run(rps, done, done - failed, failed, 0, 0, done, 0, 10 * done, {})
+
+    combined = h2load.combine([run(100.5, 400, 1), run(99.5, 398, 0)], {"p50": 1.0})
+    assert (combined.rps, combined.done, combined.failed) == (200.0, 798, 1)
+    assert combined.data_bytes == 7980 and combined.h2load_failures == 1
+    assert combined.latency_ms == {"p50": 1.0}
+
+
+def test_latency_pools_the_requests_of_several_logs(tmp_path: Path) -> None:
+    first, second = tmp_path / "0.log", tmp_path / "1.log"
+    first.write_text("1\t200\t1000\n2\t200\t3000\n")
+    second.write_text("1\t200\t2000\n2\t-1\t9000\n")
+    latency = h2load.latency_from_log(first, second)
+    assert (latency["p50"], latency["max"], latency["mean"]) == (2.0, 3.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "postgres"),
+    [
+        ([], True),
+        (["--quick"], False),
+        (["--scenarios", "get"], False),
+        (["--quick", "--postgres"], True),
+    ],
+)
+def test_postgres_is_part_of_the_full_run_only(args: list[str], postgres: bool) -> None:
+    assert parse_args(args).postgres is postgres
 
 
 def test_a_failed_call_is_http_200_to_h2load_but_carries_no_message(tmp_path: Path) -> None:
