@@ -301,7 +301,7 @@ def changed_paths(old: FileRecord, new: FileRecord) -> tuple[str, ...]:
 @dataclasses.dataclass(frozen=True)
 class Download:
     record: FileRecord
-    content: bytes
+    content: bytes | bytearray
 
 
 class Files:

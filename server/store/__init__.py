@@ -122,7 +122,7 @@ class FileStore(Protocol):
     ) -> list[FileRecord]:
         """Up to `limit` records of the folder, newest first, past `after`."""
 
-    async def content(self, file_id: str, now_ns: int) -> bytes | None: ...
+    async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None: ...
 
     async def purge_expired(self, now_ns: int) -> int:
         """Removes expired records with their content; returns how many."""

@@ -19,8 +19,8 @@ them: every delete and every sweep would have to `lo_unlink` in the same transac
 (or rely on the `lo` extension's trigger), and asyncpg has no large-object API, so the bytes
 would travel as `bytea` arguments of `lo_put`/`lo_get` anyway. Chunk rows are ordinary rows:
 they go with their file by `ON DELETE CASCADE`, in the same transaction, under the same locks,
-in every `pg_dump`. Reads return one `bytes`, as `FileStore.content` promises, so a download
-still holds the rows and their join (two copies) until a streaming `content` exists.
+in every `pg_dump`. Reads go chunk by chunk through a cursor into one buffer of the file's size,
+so a download holds one copy of the content and one chunk, not the rows and their join.
 """
 
 from __future__ import annotations
@@ -344,18 +344,31 @@ class PostgresStore:
             )
         return [_record(row) for row in rows]
 
-    async def content(self, file_id: str, now_ns: int) -> bytes | None:
-        async with self._connection() as conn:
-            # One statement, one snapshot: a delete halfway cannot leave half the chunks.
-            rows = await conn.fetch(
-                "SELECT contents.data FROM files LEFT JOIN contents ON contents.file_id = files.id"
-                " WHERE files.id = $1 AND files.expires_at_ns > $2 ORDER BY contents.seq",
+    async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None:
+        """The bytes, gathered chunk by chunk into one buffer of their total size: at most one
+        chunk is held besides it, never the rows and their join together."""
+        async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
+            # One snapshot for the size and every chunk: a delete halfway cannot tear them.
+            size = await conn.fetchval(
+                "SELECT coalesce(sum(octet_length(contents.data)), 0) FROM files"
+                " LEFT JOIN contents ON contents.file_id = files.id"
+                " WHERE files.id = $1 AND files.expires_at_ns > $2 GROUP BY files.id",
                 file_id,
                 now_ns,
             )
-        if not rows:
-            return None
-        return b"".join(row[0] for row in rows if row[0] is not None)
+            if size is None:
+                return None
+            buffer = bytearray(size)
+            offset = 0
+            async for row in conn.cursor(
+                "SELECT data FROM contents WHERE file_id = $1 ORDER BY seq", file_id, prefetch=1
+            ):
+                chunk = row[0]
+                buffer[offset : offset + len(chunk)] = chunk
+                offset += len(chunk)
+        if offset != size:
+            raise RuntimeError(f"file {file_id!r} has {offset} bytes of content, not {size}")
+        return buffer
 
     async def purge_expired(self, now_ns: int) -> int:
         # FOR UPDATE re-reads each row as committed when it is locked, so a file whose expiry
