@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from server.app import Settings, serve
+from server.app import Settings, serve, serve_workers
 from server.auth import add_key
 from server.store import AuditEvent, open_store
 
@@ -38,6 +38,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "how often expired files are purged"),
     ("--shutdown-grace", "FILES_SHUTDOWN_GRACE", "shutdown_grace_seconds", float, "SECONDS",
      "on SIGTERM or SIGINT, how long in-flight calls may run before they are cancelled"),
+    ("--workers", "FILES_WORKERS", "workers", int, "N",
+     "server processes sharing the ports and the store (fixed ports, not memory:)"),
     ("--pool-size", "FILES_POOL_SIZE", "pool_size", int, "N",
      "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if settings.workers > 1:
+            sys.exit(serve_workers(settings))
         asyncio.run(serve(settings))
     except (OSError, ValueError) as e:
         logging.getLogger("server").error("cannot start: %s", e)

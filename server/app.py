@@ -7,8 +7,12 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import multiprocessing
+import os
 import signal
 import ssl
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +65,7 @@ class Settings:
     auth_keys: str | None = None
     allow_anonymous: bool = False
     pool_size: int | None = None
+    workers: int = 1
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -154,17 +159,23 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # Workers share their ports on purpose; a lone server must not share its port
+                # by accident with another one started on the same address.
+                ("grpc.so_reuseport", int(settings.workers > 1)),
             ],
         )
         servicer = FileServicer(self.files, lambda: self.http_base_url, auth, self._gate)
         self._health = add_services(self._grpc, servicer)
-        if self.tls:
-            assert settings.tls_cert is not None and settings.tls_key is not None
-            with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
-                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
-            self.grpc_port = self._grpc.add_secure_port(settings.grpc_listen, credentials)
-        else:
-            self.grpc_port = self._grpc.add_insecure_port(settings.grpc_listen)
+        try:
+            if self.tls:
+                assert settings.tls_cert is not None and settings.tls_key is not None
+                with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
+                    credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+                self.grpc_port = self._grpc.add_secure_port(settings.grpc_listen, credentials)
+            else:
+                self.grpc_port = self._grpc.add_insecure_port(settings.grpc_listen)
+        except RuntimeError as e:  # grpc's way of saying the address is taken or invalid
+            raise OSError(f"cannot listen for gRPC on {settings.grpc_listen}: {e}") from None
 
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}))
@@ -176,7 +187,13 @@ class Server:
         if self.tls:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)  # type: ignore[arg-type]
-        site = web.TCPSite(self._http, http_host, http_port, ssl_context=ssl_context)
+        site = web.TCPSite(
+            self._http,
+            http_host,
+            http_port,
+            ssl_context=ssl_context,
+            reuse_port=settings.workers > 1,
+        )
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -271,3 +288,51 @@ async def serve(settings: Settings) -> None:
     log.info("shutting down")
     await server.stop()
     log.info("stopped")
+
+
+def serve_workers(settings: Settings) -> int:
+    """`--workers N`: N server processes sharing both ports (SO_REUSEPORT; the kernel spreads
+    connections) and one store. Returns the exit code: 0 after SIGINT/SIGTERM stopped them all.
+    """
+    if settings.workers < 2:
+        raise ValueError("serve_workers wants two workers or more")
+    if settings.store == "memory:":
+        raise ValueError("--workers needs a shared store (SQLite or PostgreSQL), not memory:")
+    for address in (settings.grpc_listen, settings.http_listen):
+        if split_host_port(address)[1] == 0:
+            raise ValueError(f"--workers needs fixed ports, not {address}: workers share them")
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(settings,), name=f"worker-{n}", daemon=False)
+        for n in range(settings.workers)
+    ]
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    for worker in workers:
+        worker.start()
+    log.info("started %d workers: %s", len(workers), ", ".join(str(w.pid) for w in workers))
+    while not stopping.wait(0.2):
+        if any(not w.is_alive() for w in workers):
+            log.error("a worker exited; stopping the others")
+            break
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        worker.join()
+    codes = [w.exitcode for w in workers]
+    log.info("stopped %d workers (exit codes %s)", len(workers), codes)
+    return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1
+
+
+def _worker(settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, ValueError) as e:
+        log.error("cannot start: %s", e)
+        sys.exit(1)
