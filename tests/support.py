@@ -115,6 +115,19 @@ def server_process(
         yield ServerProcess(process, grpc_address, http_address, log)
 
 
+def run_server_command(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """`python -m server ARGS` run to its end: a subcommand, --help, or a start that must fail."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=check,
+    )
+
+
 def run_client(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Runs tests/clients/SCRIPT with the independent clients' own Python (.venv-clients)."""
     if not CLIENTS_PYTHON.exists():

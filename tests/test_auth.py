@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -18,7 +16,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.auth import ANONYMOUS, Caller, KeyRing, add_key
 from server.errors import NotFound, PermissionDenied, Unauthenticated
-from tests.support import ROOT, run_client, server_process
+from tests.support import run_client, run_server_command, server_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -179,14 +177,8 @@ def test_the_ai_studio_sdk_with_an_api_key(tmp_path: Path, keys: dict[str, str])
 
 
 def test_anonymous_server_refuses_a_non_loopback_address() -> None:
-    command = [sys.executable, "-m", "server", "--store", "memory:"]
-    result = subprocess.run(
-        [*command, "--grpc-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
+    result = run_server_command(
+        "--store", "memory:", "--grpc-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"
     )
     assert result.returncode == 1
     assert "refusing to serve 0.0.0.0:0 without --auth-keys" in result.stderr
@@ -210,25 +202,8 @@ def test_allow_anonymous_serves_on_every_address() -> None:
 
 def test_keys_add_prints_the_key_once(tmp_path: Path) -> None:
     path = tmp_path / "k" / "keys.toml"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "keys",
-            "add",
-            "--subject",
-            "ci",
-            "--folders",
-            "a,b",
-            "--file",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=True,
+    result = run_server_command(
+        "keys", "add", "--subject", "ci", "--folders", "a,b", "--file", str(path), check=True
     )
     key = result.stdout.strip()
     assert len(key) >= 40

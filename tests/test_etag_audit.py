@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -17,7 +15,7 @@ from server.auth import Caller
 from server.domain import etag
 from server.errors import Aborted
 from server.store import AuditEvent
-from tests.support import ROOT, server_process
+from tests.support import run_server_command, server_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -123,25 +121,11 @@ def test_audit_command_prints_the_history(tmp_path: Path) -> None:
         stub = file_service_pb2_grpc.FileServiceStub(channel)
         file = stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
         stub.Update(rename(file.id, "audited"), metadata=(("x-request-id", "req-42"),))
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "audit", "--file", file.id, "--store", store],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    )
+    result = run_server_command("audit", "--file", file.id, "--store", store, check=True)
     lines = result.stdout.splitlines()
     assert len(lines) == 2
     assert "create" in lines[0] and "anonymous" in lines[0]
     assert lines[1].split()[1:] == ["update", "anonymous", "name", "request=req-42"]
-    missing = subprocess.run(
-        [sys.executable, "-m", "server", "audit", "--file", "nope", "--store", store],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    missing = run_server_command("audit", "--file", "nope", "--store", store)
     assert missing.returncode == 1
     assert "no audit records for file 'nope'" in missing.stderr

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -26,7 +24,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.errors import Unavailable
 from server.store import open_store
-from tests.support import ROOT, server_process
+from tests.support import run_server_command, server_process
 from tests.test_store import NOW, record
 
 if TYPE_CHECKING:
@@ -269,14 +267,7 @@ def test_a_database_it_cannot_open_stops_start_up_with_one_line(
         if database
         else "postgresql://files:secret@127.0.0.1:1/files"  # nothing listens on port 1
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "--store", url, "--grpc-listen", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    result = run_server_command("--store", url, "--grpc-listen", "127.0.0.1:0")
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr

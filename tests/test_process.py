@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -13,7 +11,7 @@ from google.protobuf import field_mask_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from tests.support import ROOT, server_process
+from tests.support import run_server_command, server_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,13 +23,7 @@ def stub(address: str) -> tuple[grpc.Channel, file_service_pb2_grpc.FileServiceS
 
 
 def test_help_documents_every_flag_and_its_variable() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
+    result = run_server_command("--help", check=True)
     for flag, variable in [
         ("--grpc-listen", "FILES_GRPC_LISTEN"),
         ("--http-listen", "FILES_HTTP_LISTEN"),
@@ -98,22 +90,7 @@ def test_sigint_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_bad_settings_fail_with_one_clear_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--store",
-            "ftp://nowhere",
-            "--grpc-listen",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    result = run_server_command("--store", "ftp://nowhere", "--grpc-listen", "127.0.0.1:0")
     assert result.returncode == 1
     assert "unsupported store URL 'ftp://nowhere'" in result.stderr
     assert "Traceback" not in result.stderr

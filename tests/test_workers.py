@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ import grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from tests.support import ROOT, spawn, wait_serving
+from tests.support import run_server_command, spawn, wait_serving
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,14 +65,7 @@ def test_workers_need_fixed_ports_and_a_shared_store(tmp_path: Path) -> None:
         ),
         (["--store", f"sqlite:///{tmp_path}/f.db", "--grpc-listen", "127.0.0.1:0"], "fixed ports"),
     ]:
-        result = subprocess.run(
-            [sys.executable, "-m", "server", "--workers", "2", *args],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
+        result = run_server_command("--workers", "2", *args)
         assert result.returncode == 1
         assert words in result.stderr
 
@@ -92,14 +84,7 @@ def test_a_lone_server_does_not_share_its_port(tmp_path: Path) -> None:
     first = [*base, "--http-listen", "127.0.0.1:0"]
     with spawn(first, re.compile(r"serving gRPC")):
         wait_serving(f"127.0.0.1:{port}")
-        result = subprocess.run(
-            [*base, "--http-listen", "127.0.0.1:0"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
+        result = run_server_command(*base[3:], "--http-listen", "127.0.0.1:0")
     assert result.returncode == 1
     assert "cannot start: cannot listen for gRPC on 127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
