@@ -33,6 +33,7 @@ from server.grpc_api import (
 )
 from server.http_api import make_app
 from server.openapi import openapi_document
+from server.pds import Pds
 from server.rest import ServicerInvoker, rest_handler
 from server.store import open_store, with_pool_size, without_password
 from server.transcoder import routes_for
@@ -179,7 +180,8 @@ class Server:
 
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}))
-        app = make_app(self.files, rest, openapi_document(routes))
+        pds = Pds(self.files, auth, lambda: self.http_base_url)
+        app = make_app(self.files, rest, openapi_document(routes), pds.routes())
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)

@@ -13,6 +13,7 @@ about grpc. File.Update follows AIP-134 and AIP-161 as the public doc of the API
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -26,14 +27,30 @@ from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 
 from server.auth import ANONYMOUS, Caller
-from server.errors import Aborted, InvalidArgument, NotFound, PermissionDenied
+from server.errors import (
+    Aborted,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from server.masks import MalformedPath, quote_segment, split_path
 from server.mime import detect_mime
+from server.naming import IGNORE, REFUSE, naming_for, split_extension
 from server.signing import Signer, new_secret
-from server.store import AuditEvent, FileRecord
+from server.store import (
+    NEWEST_FIRST,
+    AuditEvent,
+    FileRecord,
+    Naming,
+    Order,
+    Upload,
+    content_hash,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import builtins
+    from collections.abc import Callable, Mapping
 
     from server.store import FileStore
 
@@ -50,6 +67,14 @@ MAX_ID_CHARS = 128
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 NS_PER_DAY = 86_400 * 10**9
+MAX_PDS_LABELS = 100
+MAX_PDS_LABEL_CHARS = 128
+MAX_PARTS = 10_000
+UPLOAD_TTL_NS = NS_PER_DAY  # an upload never completed is purged after this
+MAX_URL_TTL_SECONDS = 115_200  # PDS's ceiling for expire_sec
+DEFAULT_BROWSE_LIMIT = 50
+MAX_BROWSE_LIMIT = 100
+HASH_OFF_LOOP_BYTES = 64 * 1024  # hashing more than this goes to a thread, off the event loop
 
 _LABEL_KEY = re.compile(r"[a-z][-_./\\@0-9a-z]{0,62}")
 _LABEL_VALUE = re.compile(r"[-_./\\@0-9a-z]{0,63}")
@@ -194,6 +219,17 @@ def _validate(record: FileRecord) -> None:
             violations.append(
                 (f"labels[{key!r}]", "a value is at most 63 characters matching [-_./\\@0-9a-z]*")
             )
+    if len(record.pds_labels) > MAX_PDS_LABELS:
+        violations.append(("labels", f"at most {MAX_PDS_LABELS} PDS labels are allowed"))
+    for label in record.pds_labels:
+        if not 1 <= len(label) <= MAX_PDS_LABEL_CHARS or _CONTROL.search(label):
+            violations.append(
+                (
+                    "labels",
+                    f"a PDS label is 1-{MAX_PDS_LABEL_CHARS} characters with no control"
+                    f" characters, not {label[:40]!r}",
+                )
+            )
     if record.expiration_policy not in Policy.values() or record.expiration_policy == 0:
         violations.append(
             (
@@ -304,6 +340,65 @@ class Download:
     content: bytes | bytearray
 
 
+@dataclasses.dataclass(frozen=True)
+class Edits:
+    """A PDS-style update: it has no mask, so each field given (not None) replaces the stored
+    value and the others stay; `labels` is PDS's label list, replaced whole."""
+
+    name: str | None = None
+    description: str | None = None
+    hidden: bool | None = None
+    starred: bool | None = None
+    local_modified_at_ns: int | None = None
+    labels: tuple[str, ...] | None = None
+
+    def apply(self, record: FileRecord, subject: str, now_ns: int) -> FileRecord:
+        given = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) is not None
+        }
+        if "labels" in given:
+            given["pds_labels"] = given.pop("labels")
+        updated = dataclasses.replace(record, **given, updated_by=subject, updated_at_ns=now_ns)
+        _validate(updated)
+        return dataclasses.replace(updated, expires_at_ns=expiry(updated, now_ns))
+
+
+@dataclasses.dataclass(frozen=True)
+class NewUpload:
+    """What a client announces before uploading a file in parts (PDS's CreateFile)."""
+
+    name: str
+    size: int | None
+    mime_type: str
+    parts: int
+    description: str = ""
+    hidden: bool = False
+    labels: tuple[str, ...] = ()
+    local_created_at_ns: int | None = None
+    local_modified_at_ns: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """A staged upload and where each part goes; `holder` instead when `refuse` found the
+    name taken and nothing was staged."""
+
+    record: FileRecord
+    upload_id: str = ""
+    part_urls: tuple[str, ...] = ()
+    holder: str | None = None
+
+
+def require_path_name(name: str) -> None:
+    """PDS names are path segments: a `/` in one would be a folder we do not have."""
+    if "/" in name:
+        raise InvalidArgument.field("name", "must not contain '/' (folders are not supported)")
+    if not name:
+        raise InvalidArgument.field("name", "is required")
+
+
 class Files:
     """The Files API's behaviour over a store; a transport calls one method per RPC.
 
@@ -331,7 +426,10 @@ class Files:
         return self._signer
 
     async def create(
-        self, request: file_service_pb2.CreateFileRequest, caller: Caller = ANONYMOUS
+        self,
+        request: file_service_pb2.CreateFileRequest,
+        caller: Caller = ANONYMOUS,
+        name_mode: str = IGNORE,
     ) -> file_pb2.File:
         folder_id = _require_folder(request.folder_id, caller)
         content = request.content  # each read of a bytes field copies it: read it once
@@ -363,9 +461,11 @@ class Files:
             size=len(content),
         )
         _validate(record)
-        record = dataclasses.replace(record, expires_at_ns=expiry(record, now))
-        await self.store.create(record, content, self._event(record.id, "create", caller))
-        return to_proto(record)
+        record = dataclasses.replace(
+            record, expires_at_ns=expiry(record, now), content_hash=await _hash(content)
+        )
+        event = self._event(record.id, "create", caller)
+        return to_proto(await self.store.create(record, content, event, naming_for(name_mode)))
 
     def _event(
         self, file_id: str, action: str, caller: Caller, paths: tuple[str, ...] = ()
@@ -389,21 +489,59 @@ class Files:
         request: file_service_pb2.UpdateFileRequest,
         caller: Caller = ANONYMOUS,
         if_match: str | None = None,
+        name_mode: str = IGNORE,
     ) -> file_pb2.File:
         file_id = _require_id("file_id", request.file_id)
         patch = plan_update(list(request.update_mask.paths))
         now = self.clock()
 
         def change(record: FileRecord) -> FileRecord:
-            _visible_to(caller, record, file_id)
             _check_if_match(record, if_match)
             return apply_patch(record, patch, request, caller.subject, now)
+
+        naming = naming_for(name_mode) if "name" in patch.whole else None
+        return to_proto(await self._change(file_id, caller, change, naming))
+
+    async def edit(
+        self,
+        file_id: str,
+        folder_id: str,
+        edits: Edits,
+        caller: Caller = ANONYMOUS,
+        name_mode: str = IGNORE,
+    ) -> FileRecord:
+        """The PDS face's Update: `folder_id` must be the file's own (else NOT_FOUND)."""
+        _require_id("file_id", file_id)
+        _require_id("drive_id", folder_id)
+        if edits.name is not None:
+            require_path_name(edits.name)
+        now = self.clock()
+        naming = naming_for(name_mode) if edits.name is not None else None
+        return await self._change(
+            file_id,
+            caller,
+            lambda record: edits.apply(record, caller.subject, now),
+            naming,
+            folder_id,
+        )
+
+    async def _change(
+        self,
+        file_id: str,
+        caller: Caller,
+        change: Callable[[FileRecord], FileRecord],
+        naming: Naming | None,
+        folder_id: str | None = None,
+    ) -> FileRecord:
+        def checked(record: FileRecord) -> FileRecord:
+            _visible_to(caller, record, file_id, folder_id)
+            return change(record)
 
         def audit(old: FileRecord, new: FileRecord) -> AuditEvent:
             return self._event(file_id, "update", caller, changed_paths(old, new))
 
-        updated = await self.store.update(file_id, now, change, audit)
-        return to_proto(_visible_to(caller, updated, file_id))
+        updated = await self.store.update(file_id, self.clock(), checked, audit, naming)
+        return _visible_to(caller, updated, file_id, folder_id)
 
     async def delete(
         self,
@@ -411,10 +549,17 @@ class Files:
         caller: Caller = ANONYMOUS,
         if_match: str | None = None,
     ) -> None:
-        file_id = _require_id("file_id", request.file_id)
+        await self.delete_file(_require_id("file_id", request.file_id), caller, if_match)
 
+    async def delete_file(
+        self,
+        file_id: str,
+        caller: Caller = ANONYMOUS,
+        if_match: str | None = None,
+        folder_id: str | None = None,
+    ) -> None:
         def check(record: FileRecord) -> None:
-            _visible_to(caller, record, file_id)
+            _visible_to(caller, record, file_id, folder_id)
             _check_if_match(record, if_match)
 
         event = self._event(file_id, "delete", caller)
@@ -460,12 +605,185 @@ class Files:
         caller: Caller = ANONYMOUS,
     ) -> file_service_pb2.GetFileUrlResponse:
         record = await self._visible(_require_id("file_id", request.file_id), caller)
-        expires = self.clock() // 10**9 + self.url_ttl_seconds
-        signature = self.signer.url_signature(record.id, expires)
-        url = (
-            f"{base_url}/files/v1/files/{record.id}/content?expires={expires}&signature={signature}"
-        )
+        url, _ = self.signed_url(record, base_url, self.url_ttl_seconds)
         return file_service_pb2.GetFileUrlResponse(url=url)
+
+    def signed_url(self, record: FileRecord, base_url: str, ttl_seconds: int) -> tuple[str, int]:
+        """A download link valid for `ttl_seconds` (at most MAX_URL_TTL_SECONDS), and the second
+        it expires at."""
+        expires = self.clock() // 10**9 + min(ttl_seconds, MAX_URL_TTL_SECONDS)
+        signature = self.signer.url_signature(record.id, expires)
+        path = f"/files/v1/files/{record.id}/content"
+        return f"{base_url}{path}?expires={expires}&signature={signature}", expires
+
+    async def find(
+        self, file_id: str, caller: Caller = ANONYMOUS, folder_id: str | None = None
+    ) -> FileRecord:
+        """The record by id, for the PDS face (which names the folder as well)."""
+        _require_id("file_id", file_id)
+        record = await self.store.get(file_id, self.clock())
+        return _visible_to(caller, record, file_id, folder_id)
+
+    async def browse(
+        self,
+        folder_id: str,
+        caller: Caller = ANONYMOUS,
+        *,
+        limit: int = DEFAULT_BROWSE_LIMIT,
+        marker: str = "",
+        order: Order = NEWEST_FIRST,
+    ) -> tuple[builtins.list[FileRecord], str]:
+        """A page of the folder in any order, with PDS's marker convention: the marker is
+        empty once the listing has nothing more."""
+        _require_folder(folder_id, caller, "drive_id")
+        if not 1 <= limit <= MAX_BROWSE_LIMIT:
+            raise InvalidArgument.field("limit", f"must be 1-{MAX_BROWSE_LIMIT}, not {limit}")
+        after = None
+        if marker:
+            payload = self.signer.open(marker)
+            if payload is None:
+                raise InvalidArgument.field("marker", "is not a marker this server issued")
+            *issued_for, key, last_id = json.loads(payload)
+            if issued_for != [folder_id, order.key, order.descending]:
+                raise InvalidArgument.field("marker", "was issued for another folder or order")
+            after = (key, last_id)
+        records = await self.store.list(folder_id, self.clock(), limit + 1, after, order)
+        if len(records) <= limit:
+            return records, ""
+        records = records[:limit]
+        position = [folder_id, order.key, order.descending, *order.cursor(records[-1])]
+        return records, self.signer.seal(json.dumps(position, separators=(",", ":")).encode())
+
+    async def stage_upload(
+        self,
+        folder_id: str,
+        new: NewUpload,
+        base_url: str,
+        caller: Caller = ANONYMOUS,
+        name_mode: str = IGNORE,
+    ) -> Staged:
+        """Stages a file to upload in parts and signs a PUT link per part. The name policy
+        is checked now (so `refuse` answers at once) and again when the upload completes."""
+        _require_folder(folder_id, caller, "drive_id")
+        require_path_name(new.name)
+        if new.size is not None and not 0 <= new.size <= MAX_CONTENT_BYTES:
+            raise (
+                _too_large(new.size)
+                if new.size > 0
+                else InvalidArgument.field("size", "must not be negative")
+            )
+        if not 1 <= new.parts <= MAX_PARTS:
+            raise InvalidArgument.field("part_info_list", f"must list 1-{MAX_PARTS} parts")
+        if new.mime_type and (len(new.mime_type) > 255 or not _MIME_TYPE.fullmatch(new.mime_type)):
+            raise InvalidArgument.field("content_type", "must be a MIME type such as text/plain")
+        now = self.clock()
+        record = FileRecord(
+            id=new_file_id(),
+            folder_id=folder_id,
+            name=new.name,
+            description=new.description,
+            mime_type=new.mime_type,
+            created_by=caller.subject,
+            created_at_ns=now,
+            updated_by=caller.subject,
+            updated_at_ns=now,
+            expiration_policy=DEFAULT_POLICY,
+            ttl_days=DEFAULT_TTL_DAYS,
+            expires_at_ns=0,
+            labels={},
+            size=new.size or 0,
+            hidden=new.hidden,
+            local_created_at_ns=new.local_created_at_ns,
+            local_modified_at_ns=new.local_modified_at_ns,
+            pds_labels=new.labels,
+        )
+        _validate(record)
+        naming = naming_for(name_mode)
+        if naming is not None:
+            taken = await self.store.names(folder_id, naming.prefix(record.name), now)
+            if name_mode == REFUSE and record.name in taken:
+                return Staged(record, holder=taken[record.name])
+            record = naming.settle(record, taken)
+        upload_id = secrets.token_hex(16)
+        expires_at_ns = now + UPLOAD_TTL_NS
+        await self.store.stage(Upload(record, upload_id, new.parts, expires_at_ns, name_mode))
+        expires = expires_at_ns // 10**9
+        urls = []
+        for number in range(1, new.parts + 1):
+            part = f"{record.id}/{upload_id}/{number}"
+            signature = self.signer.upload_signature(part, expires)
+            urls.append(f"{base_url}/v2/upload/{part}?expires={expires}&signature={signature}")
+        return Staged(record, upload_id, tuple(urls))
+
+    async def put_part(self, part: str, expires: str, signature: str, data: bytes) -> None:
+        """Stores one part a signed PUT link carries; the link is the authority."""
+        now = self.clock()
+        file_id, _, rest = part.partition("/")
+        upload_id, _, number = rest.partition("/")
+        if (
+            not _EXPIRES.fullmatch(expires)
+            or not self.signer.upload_signature_valid(part, int(expires), signature)
+            or int(expires) * 10**9 <= now
+        ):
+            raise PermissionDenied("the upload link is invalid or has expired")
+
+        def check(total: int) -> None:
+            if total > MAX_CONTENT_BYTES:
+                raise _too_large(total)
+
+        if not await self.store.put_part(
+            file_id, upload_id, int(number), data, now_ns=now, check=check
+        ):
+            raise NotFound(f"upload {upload_id!r} of file {file_id!r} is not pending")
+
+    async def complete_upload(
+        self, folder_id: str, file_id: str, upload_id: str, caller: Caller = ANONYMOUS
+    ) -> FileRecord:
+        """Makes an upload's file live once every announced part has arrived."""
+        _require_folder(folder_id, caller, "drive_id")
+        _require_id("file_id", file_id)
+        _require_id("upload_id", upload_id)
+        now = self.clock()
+        mode = IGNORE
+
+        def build(upload: Upload, parts: list[bytes]) -> tuple[FileRecord, bytes]:
+            nonlocal mode
+            _visible_to(caller, upload.record, file_id, folder_id)
+            mode = upload.name_mode
+            if len(parts) != upload.parts:
+                raise InvalidArgument.field(
+                    "upload_id", f"{len(parts)} of {upload.parts} parts have been uploaded"
+                )
+            content = b"".join(parts)
+            declared = upload.record.size
+            if declared and len(content) != declared:
+                raise InvalidArgument.field(
+                    "size", f"the parts hold {len(content)} bytes, not the {declared} announced"
+                )
+            record = dataclasses.replace(
+                upload.record,
+                # Unannounced, the type is found from the bytes as Create finds it.
+                mime_type=upload.record.mime_type or detect_mime(content, upload.record.name),
+                size=len(content),
+                content_hash=content_hash(content),
+                updated_at_ns=now,
+            )
+            return dataclasses.replace(record, expires_at_ns=expiry(record, now)), content
+
+        def naming_of_upload(record: FileRecord, taken: Mapping[str, str]) -> FileRecord:
+            naming = naming_for(mode)
+            return record if naming is None else naming.settle(record, taken)
+
+        # The mode is the upload's own, known once `build` has read it: the prefix must cover
+        # what any mode looks for, and the stem `auto_rename` uses does.
+        naming = Naming(prefix=lambda name: split_extension(name)[0], settle=naming_of_upload)
+        event = self._event(file_id, "create", caller)
+        record = await self.store.finish_upload(
+            file_id, upload_id, now, build, audit=event, naming=naming
+        )
+        if record is None:
+            raise NotFound(f"upload {upload_id!r} of file {file_id!r} is not pending")
+        return record
 
     async def download(self, file_id: str, expires: str, signature: str) -> Download:
         """The bytes behind a signed URL; a download is activity for SINCE_LAST_ACTIVE files."""
@@ -487,19 +805,36 @@ class Files:
         return await self.store.purge_expired(self.clock())
 
 
-def _require_folder(folder_id: str, caller: Caller) -> str:
-    _require_id("folder_id", folder_id)
+def _require_folder(folder_id: str, caller: Caller, field: str = "folder_id") -> str:
+    _require_id(field, folder_id)
     if not caller.may_use(folder_id):
         raise PermissionDenied(f"{caller.subject} may not use folder {folder_id!r}")
     return folder_id
 
 
-def _visible_to(caller: Caller, record: FileRecord | None, file_id: str) -> FileRecord:
-    """The record, if it exists and is in one of the caller's folders: a file elsewhere is
-    NOT_FOUND, so nobody learns that it exists."""
-    if record is None or not caller.may_use(record.folder_id):
+def _visible_to(
+    caller: Caller, record: FileRecord | None, file_id: str, folder_id: str | None = None
+) -> FileRecord:
+    """The record, if it exists and is in one of the caller's folders (and in `folder_id`,
+    when the request names one): a file elsewhere is NOT_FOUND, so nobody learns it exists."""
+    if (
+        record is None
+        or not caller.may_use(record.folder_id)
+        or (folder_id is not None and record.folder_id != folder_id)
+    ):
         raise _not_found(file_id)
     return record
+
+
+def _too_large(size: int) -> ResourceExhausted:
+    return ResourceExhausted(f"the file would be {size} bytes; at most {MAX_CONTENT_BYTES} allowed")
+
+
+async def _hash(content: bytes) -> str:
+    """hashlib releases the GIL on large inputs: a thread keeps the loop serving meanwhile."""
+    if len(content) > HASH_OFF_LOOP_BYTES:
+        return await asyncio.to_thread(content_hash, content)
+    return content_hash(content)
 
 
 def _touch(record: FileRecord, now_ns: int) -> FileRecord:

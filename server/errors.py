@@ -63,6 +63,29 @@ class ResourceExhausted(DomainError):
     pass
 
 
+class AlreadyExists(DomainError):
+    """The write would take a name another file holds (under `check_name_mode` refuse);
+    `resource` is that file's id, sent as a `google.rpc.ResourceInfo` detail."""
+
+    def __init__(self, message: str, *, resource: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+    def to_status(self) -> status_pb2.Status:
+        status = super().to_status()
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.ResourceInfo(
+                resource_type=FILE_TYPE, resource_name=self.resource, description=self.message
+            )
+        )
+        status.details.append(detail)
+        return status
+
+
+FILE_TYPE = "yandex.cloud.ai.files.v1.File"
+
+
 class Aborted(DomainError):
     """A precondition of the caller's own (an If-Match etag) no longer holds."""
 
@@ -79,6 +102,7 @@ GRPC_CODES: dict[type[DomainError], int] = {
     ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     Unavailable: code_pb2.UNAVAILABLE,
     Aborted: code_pb2.ABORTED,
+    AlreadyExists: code_pb2.ALREADY_EXISTS,
 }
 
 # HTTP status for each gRPC code, as google/api/http.proto's transcoding convention maps them.

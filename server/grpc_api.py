@@ -24,6 +24,7 @@ from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb
 from server.auth import Authenticator, Caller
 from server.domain import etag
 from server.errors import INTERNAL_MESSAGE, DomainError, InvalidArgument, Unavailable
+from server.naming import parse_mode
 
 if TYPE_CHECKING:
     from server.domain import Files
@@ -39,6 +40,7 @@ Resp = TypeVar("Resp")
 Method = Callable[[Any, Req, Caller, "dict[str, str]"], Awaitable[Resp]]
 Handler = Callable[[Any, Req, Any], Awaitable[Resp]]
 IF_MATCH = "if-match"
+CHECK_NAME_MODE = "x-check-name-mode"
 
 
 SHUTTING_DOWN = "the server is shutting down; nothing was done, try again"
@@ -93,6 +95,11 @@ def _parse(method_name: str, raw: bytes) -> Any:
         raise InvalidArgument(
             f"the request is not a valid {request_type.DESCRIPTOR.full_name} message"
         ) from None
+
+
+def _name_mode(metadata: dict[str, str]) -> str:
+    """An extension: `x-check-name-mode` (PDS's check_name_mode) on Create and Update."""
+    return parse_mode(metadata.get(CHECK_NAME_MODE), CHECK_NAME_MODE)
 
 
 def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
@@ -151,9 +158,9 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
 
     @_rpc
     async def Create(
-        self, request: file_service_pb2.CreateFileRequest, caller: Caller, _: dict[str, str]
+        self, request: file_service_pb2.CreateFileRequest, caller: Caller, md: dict[str, str]
     ) -> file_pb2.File:
-        return await self._files.create(request, caller)
+        return await self._files.create(request, caller, _name_mode(md))
 
     @_rpc
     async def Get(
@@ -171,7 +178,7 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
     async def Update(
         self, request: file_service_pb2.UpdateFileRequest, caller: Caller, md: dict[str, str]
     ) -> file_pb2.File:
-        return await self._files.update(request, caller, md.get(IF_MATCH))
+        return await self._files.update(request, caller, md.get(IF_MATCH), _name_mode(md))
 
     @_rpc
     async def Delete(

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from server.domain import MAX_CONTENT_BYTES
 from server.openapi import openapi_handler
+from server.pds import pds_errors
 from server.rest import json_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from server.domain import Files
 
@@ -52,13 +53,15 @@ def make_app(
     files: Files,
     rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
     openapi: dict[str, Any] | None = None,
+    pds: Sequence[web.RouteDef] = (),
 ) -> web.Application:
-    """Downloads and the OpenAPI document first, then REST for every other path (the
-    transcoder answers 404/405)."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    """Downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST for every
+    other path (the transcoder answers 404/405)."""
+    app = web.Application(middlewares=[json_errors, pds_errors], client_max_size=MAX_BODY_BYTES)
     app[FILES_KEY] = files
     app.router.add_get("/files/v1/files/{file_id}/content", _download)
     if openapi is not None:
         app.router.add_get("/openapi.json", openapi_handler(openapi))
+    app.router.add_routes(pds)
     app.router.add_route("*", "/{tail:.*}", rest)
     return app

@@ -22,6 +22,7 @@ class Signer:
     def __init__(self, secret: bytes) -> None:
         self._token_key = hmac.digest(secret, b"page-token", "sha256")
         self._url_key = hmac.digest(secret, b"download-url", "sha256")
+        self._upload_key = hmac.digest(secret, b"upload-url", "sha256")
 
     def seal(self, payload: bytes) -> str:
         mac = hmac.digest(self._token_key, payload, "sha256")[:_MAC_BYTES]
@@ -45,6 +46,13 @@ class Signer:
 
     def url_signature_valid(self, file_id: str, expires: int, signature: str) -> bool:
         return hmac.compare_digest(self.url_signature(file_id, expires), signature)
+
+    def upload_signature(self, part: str, expires: int) -> str:
+        """Signs one part's PUT link (`part` names the file, upload and part number)."""
+        return hmac.digest(self._upload_key, f"{part}\n{expires}".encode(), "sha256").hex()
+
+    def upload_signature_valid(self, part: str, expires: int, signature: str) -> bool:
+        return hmac.compare_digest(self.upload_signature(part, expires), signature)
 
 
 def new_secret() -> bytes:

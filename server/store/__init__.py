@@ -8,6 +8,7 @@ A record whose `expires_at_ns` is at or before the `now_ns` a method is given co
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 from typing import TYPE_CHECKING, Protocol
@@ -35,6 +36,13 @@ class FileRecord:
     expires_at_ns: int
     labels: Mapping[str, str]
     size: int
+    # The PDS face's attributes; the Yandex face neither shows nor changes them.
+    hidden: bool = False
+    starred: bool = False
+    local_created_at_ns: int | None = None  # client-supplied times, None when never given
+    local_modified_at_ns: int | None = None
+    content_hash: str = ""  # SHA-1 of the content, upper-case hex
+    pds_labels: tuple[str, ...] = ()  # PDS's label list: not the Yandex label map
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,20 +57,41 @@ class AuditEvent:
     request_id: str
 
 
-COLUMNS = (
-    "id, folder_id, name, description, mime_type, created_by, created_at_ns, updated_by,"
-    " updated_at_ns, expiration_policy, ttl_days, expires_at_ns, labels, size"
-)
+FIELDS = tuple(field.name for field in dataclasses.fields(FileRecord))
+COLUMNS = ", ".join(FIELDS)
 """The SQL backends' column order for a FileRecord, as `record_row` lays out its values."""
 
-DESCRIPTION, LABELS = 3, 12  # positions a backend may store in its own way
+# Positions a backend may store in its own way.
+DESCRIPTION, LABELS, PDS_LABELS = (FIELDS.index(f) for f in ("description", "labels", "pds_labels"))
+
+ASSIGNMENTS = ", ".join(f"{field} = ?" for field in FIELDS[1:])
+"""`SET` for every column but the id, with qmark parameters in COLUMNS order."""
 
 
 def record_row(record: FileRecord) -> list[object]:
-    """The record's values in COLUMNS order, labels as JSON text."""
-    row: list[object] = [getattr(record, field.name) for field in dataclasses.fields(record)]
+    """The record's values in COLUMNS order, both label sets as JSON text."""
+    row: list[object] = [getattr(record, field) for field in FIELDS]
     row[LABELS] = json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True)
+    row[PDS_LABELS] = json.dumps(list(record.pds_labels), ensure_ascii=False)
     return row
+
+
+def row_record(row: Sequence[object]) -> FileRecord:
+    """The record from values in COLUMNS order with both label sets as JSON text."""
+    values = list(row)
+    values[LABELS] = json.loads(str(values[LABELS]))
+    values[PDS_LABELS] = tuple(json.loads(str(values[PDS_LABELS])))
+    record = FileRecord(*values)  # type: ignore[arg-type]
+    if type(record.hidden) is not bool or type(record.starred) is not bool:  # SQLite's 0 and 1
+        record = dataclasses.replace(
+            record, hidden=bool(record.hidden), starred=bool(record.starred)
+        )
+    return record
+
+
+def content_hash(content: bytes | bytearray | memoryview) -> str:
+    """What PDS calls `content_hash` (with `content_hash_name` sha1)."""
+    return hashlib.sha1(content, usedforsecurity=False).hexdigest().upper()
 
 
 def audit_row(event: AuditEvent) -> tuple[str, int, str, str]:
@@ -70,8 +99,62 @@ def audit_row(event: AuditEvent) -> tuple[str, int, str, str]:
     return (event.file_id, event.time_ns, event.subject, event.action)
 
 
-Cursor = tuple[int, str]
-"""A position in a folder's listing: (created_at_ns, id) of the last record already seen."""
+Cursor = tuple[int | str, str]
+"""A position in a folder's listing: (sort key, id) of the last record already seen."""
+
+SORT_KEYS = ("created_at_ns", "updated_at_ns", "name", "size")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Order:
+    """How a listing is sorted: by one of SORT_KEYS, then by id in the same direction."""
+
+    key: str = "created_at_ns"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.key not in SORT_KEYS:
+            raise ValueError(f"cannot sort by {self.key!r}")
+
+    def cursor(self, record: FileRecord) -> Cursor:
+        return (getattr(record, self.key), record.id)
+
+
+NEWEST_FIRST = Order()
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """How a write keeps a name unique in its folder, decided inside the write's transaction.
+
+    The store hands `settle` the record to write and the names of the folder's *other* files
+    live at the record's `updated_at_ns` (the time of the write) that start with
+    `prefix(record.name)`, name -> id; it writes the record `settle` returns, which may be
+    renamed, or rolls back if `settle` raises.
+    """
+
+    prefix: Callable[[str], str]
+    settle: Callable[[FileRecord, Mapping[str, str]], FileRecord]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """A file being uploaded in parts: invisible until completed, purged at `expires_at_ns`."""
+
+    record: FileRecord  # the file as it will be, but for its size and content hash
+    upload_id: str
+    parts: int  # the client announced parts 1..parts
+    expires_at_ns: int
+    name_mode: str  # the name-conflict policy to apply again on completion
+
+    def to_json(self) -> str:
+        """The record and name mode, as a backend keeps them in one text column."""
+        return json.dumps([record_row(self.record), self.name_mode], ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str, upload_id: str, parts: int, expires_at_ns: int) -> Upload:
+        row, name_mode = json.loads(text)
+        return cls(row_record(row), upload_id, parts, expires_at_ns, name_mode)
 
 
 class FileStore(Protocol):
@@ -84,8 +167,13 @@ class FileStore(Protocol):
         """The store's secret, created once with `make` and the same ever after."""
 
     async def create(
-        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
-    ) -> None: ...
+        self,
+        record: FileRecord,
+        content: bytes,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        """Stores the record (as `naming` settles it, when given) and returns what it stored."""
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None: ...
 
@@ -95,11 +183,52 @@ class FileStore(Protocol):
         now_ns: int,
         change: Callable[[FileRecord], FileRecord],
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
     ) -> FileRecord | None:
         """Atomically replaces the record with `change(record)`; None when there is none.
 
         An exception from `change` leaves the record as it was. `audit(old, new)`, when given,
-        is the event stored with the change.
+        is the event stored with the change. `naming`, when given, settles the new name.
+        """
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        """The live files of the folder whose names start with `prefix`, name -> id."""
+
+    async def stage(self, upload: Upload) -> None:
+        """Keeps an upload until it completes or expires."""
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        """Stores (or replaces) one part; False when no such upload is pending.
+
+        `check(total)` sees the byte count of all the upload's parts with this one, in the same
+        transaction: an exception from it stores nothing.
+        """
+
+    async def finish_upload(
+        self,
+        file_id: str,
+        upload_id: str,
+        now_ns: int,
+        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        """Turns a pending upload into a live file in one transaction; None when none is pending.
+
+        `build(upload, parts)` gives the record and content to store from the parts in number
+        order; an exception from it (or from `naming`) leaves the upload pending.
         """
 
     async def delete(
@@ -118,14 +247,20 @@ class FileStore(Protocol):
         """Every stored event of the file, oldest first."""
 
     async def list(
-        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
     ) -> list[FileRecord]:
-        """Up to `limit` records of the folder, newest first, past `after`."""
+        """Up to `limit` records of the folder in `order`, past `after`."""
 
     async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None: ...
 
     async def purge_expired(self, now_ns: int) -> int:
-        """Removes expired records with their content; returns how many."""
+        """Removes expired records with their content, and expired uploads; returns how many
+        records."""
 
 
 Migration = tuple[str, ...]

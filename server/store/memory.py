@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from server.store import NEWEST_FIRST
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from server.store import AuditEvent, Cursor, FileRecord
+    from server.store import AuditEvent, Cursor, FileRecord, Naming, Order, Upload
 
 
 class MemoryStore:
@@ -18,6 +20,8 @@ class MemoryStore:
         self._contents: dict[str, bytes] = {}
         self._secret: bytes | None = None
         self._audit: dict[str, list[AuditEvent]] = {}
+        self._uploads: dict[str, Upload] = {}
+        self._parts: dict[str, dict[int, bytes]] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -37,11 +41,25 @@ class MemoryStore:
         return self._secret
 
     async def create(
-        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
-    ) -> None:
+        self,
+        record: FileRecord,
+        content: bytes,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        record = self._settle(record, naming)
         self._records[record.id] = record
         self._contents[record.id] = content
         self._append(audit)
+        return record
+
+    def _settle(self, record: FileRecord, naming: Naming | None) -> FileRecord:
+        if naming is None:
+            return record
+        taken = self._names(
+            record.folder_id, naming.prefix(record.name), record.updated_at_ns, record.id
+        )
+        return naming.settle(record, taken)
 
     def _append(self, audit: AuditEvent | None) -> None:
         if audit is not None:
@@ -60,11 +78,12 @@ class MemoryStore:
         now_ns: int,
         change: Callable[[FileRecord], FileRecord],
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
     ) -> FileRecord | None:
         record = await self.get(file_id, now_ns)
         if record is None:
             return None
-        updated = change(record)
+        updated = self._settle(change(record), naming)
         event = audit(record, updated) if audit is not None else None
         self._records[file_id] = updated
         self._append(event)
@@ -87,17 +106,87 @@ class MemoryStore:
         self._append(audit)
         return True
 
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        return self._names(folder_id, prefix, now_ns, excluding)
+
+    def _names(self, folder_id: str, prefix: str, now_ns: int, excluding: str) -> dict[str, str]:
+        return {
+            r.name: r.id
+            for r in self._records.values()
+            if r.folder_id == folder_id
+            and r.expires_at_ns > now_ns
+            and r.id != excluding
+            and r.name.startswith(prefix)
+        }
+
+    async def stage(self, upload: Upload) -> None:
+        self._uploads[upload.record.id] = upload
+        self._parts[upload.record.id] = {}
+
+    def _pending(self, file_id: str, upload_id: str, now_ns: int) -> Upload | None:
+        upload = self._uploads.get(file_id)
+        if upload is None or upload.upload_id != upload_id or upload.expires_at_ns <= now_ns:
+            return None
+        return upload
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        if self._pending(file_id, upload_id, now_ns) is None:
+            return False
+        parts = self._parts[file_id]
+        check(sum(len(p) for n, p in parts.items() if n != number) + len(data))
+        parts[number] = data
+        return True
+
+    async def finish_upload(
+        self,
+        file_id: str,
+        upload_id: str,
+        now_ns: int,
+        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        upload = self._pending(file_id, upload_id, now_ns)
+        if upload is None:
+            return None
+        parts = self._parts[file_id]
+        record, content = build(upload, [parts[n] for n in sorted(parts)])
+        record = await self.create(record, content, audit, naming)
+        del self._uploads[file_id], self._parts[file_id]
+        return record
+
     async def list(
-        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
     ) -> list[FileRecord]:
+        def past(position: Cursor) -> bool:
+            assert after is not None
+            return position < after if order.descending else position > after
+
         live = (
             r
             for r in self._records.values()
             if r.folder_id == folder_id
             and r.expires_at_ns > now_ns
-            and (after is None or (r.created_at_ns, r.id) < after)
+            and (after is None or past(order.cursor(r)))
         )
-        return sorted(live, key=lambda r: (r.created_at_ns, r.id), reverse=True)[:limit]
+        return sorted(live, key=order.cursor, reverse=order.descending)[:limit]
 
     async def content(self, file_id: str, now_ns: int) -> bytes | None:
         if await self.get(file_id, now_ns) is None:
@@ -105,6 +194,8 @@ class MemoryStore:
         return self._contents[file_id]
 
     async def purge_expired(self, now_ns: int) -> int:
+        for file_id in [i for i, u in self._uploads.items() if u.expires_at_ns <= now_ns]:
+            del self._uploads[file_id], self._parts[file_id]
         expired = [i for i, r in self._records.items() if r.expires_at_ns <= now_ns]
         for file_id in expired:
             del self._records[file_id]

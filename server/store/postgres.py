@@ -26,6 +26,7 @@ so a download holds one copy of the content and one chunk, not the rows and thei
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -36,17 +37,21 @@ from server.errors import DomainError, Unavailable
 from server.store import (
     COLUMNS,
     DESCRIPTION,
+    FIELDS,
+    NEWEST_FIRST,
     AuditEvent,
     FileRecord,
+    Upload,
     audit_row,
     pending_migrations,
     record_row,
+    row_record,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from server.store import Cursor, Migration
+    from server.store import Cursor, Migration, Naming, Order
 
 DEFAULT_POOL_SIZE = 10
 CHUNK_BYTES = 1024 * 1024
@@ -102,9 +107,48 @@ MIGRATIONS: list[Migration] = [
         )""",
         "CREATE INDEX audit_by_file ON audit (file_id, seq)",
     ),
+    (
+        # The PDS face's attributes. Content hashes of older files are filled in by
+        # `_backfill_hashes`: PostgreSQL has no built-in SHA-1.
+        "ALTER TABLE files ADD COLUMN hidden boolean NOT NULL DEFAULT false",
+        "ALTER TABLE files ADD COLUMN starred boolean NOT NULL DEFAULT false",
+        "ALTER TABLE files ADD COLUMN local_created_at_ns bigint",
+        "ALTER TABLE files ADD COLUMN local_modified_at_ns bigint",
+        "ALTER TABLE files ADD COLUMN content_hash text NOT NULL DEFAULT ''",
+        "ALTER TABLE files ADD COLUMN pds_labels jsonb NOT NULL DEFAULT '[]'",
+        'CREATE INDEX files_by_name ON files (folder_id, name COLLATE "C")',
+        """CREATE TABLE uploads (
+            file_id text COLLATE "C" PRIMARY KEY,
+            upload_id text NOT NULL,
+            parts integer NOT NULL,
+            expires_at_ns bigint NOT NULL,
+            record text NOT NULL
+        )""",
+        "CREATE INDEX uploads_by_expiry ON uploads (expires_at_ns)",
+        """CREATE TABLE upload_parts (
+            file_id text COLLATE "C" NOT NULL REFERENCES uploads (file_id) ON DELETE CASCADE,
+            number integer NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (file_id, number)
+        )""",
+    ),
 ]
 
+HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
+
+# Names compare as "C" (code point order, like the other backends) whatever the database's
+# locale, so a prefix's names lie between it and it followed by the highest code point.
+_NAMES = (
+    'SELECT name, id FROM files WHERE folder_id = $1 AND name COLLATE "C" >= $2'
+    ' AND name COLLATE "C" < $3 AND expires_at_ns > $4 AND id <> $5'
+)
+# Writes that settle names in one folder take turns (a transaction-scoped lock in a key space
+# of its own, "name" and the folder's hash), so two of them cannot both find a name free.
+_NAMING_LOCK = "SELECT pg_advisory_xact_lock(1851878757, hashtext($1))"
+
 _COLUMNS = COLUMNS
+_PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 1))
+_ASSIGNMENTS = ", ".join(f"{field} = ${i}" for i, field in enumerate(FIELDS[1:], start=2))
 
 # What asyncpg raises when the database is down, restarting or unreachable: the caller gets
 # UNAVAILABLE, and the pool replaces the dead connection on the next acquire.
@@ -120,15 +164,77 @@ _CONNECTION_LOST = (
 
 def _record(row: asyncpg.Record) -> FileRecord:
     values = list(row.values())
-    values[3] = bytes(values[3]).decode()
-    values[12] = json.loads(values[12])
-    return FileRecord(*values)
+    values[DESCRIPTION] = bytes(values[DESCRIPTION]).decode()
+    return row_record(values)
 
 
 def _row(record: FileRecord) -> tuple[object, ...]:
     row = record_row(record)
     row[DESCRIPTION] = record.description.encode()  # bytea: text cannot hold U+0000
     return tuple(row)
+
+
+async def _names(
+    conn: asyncpg.pool.PoolConnectionProxy, folder_id: str, prefix: str, now_ns: int, excluding: str
+) -> dict[str, str]:
+    rows = await conn.fetch(_NAMES, folder_id, prefix, prefix + "\U0010ffff", now_ns, excluding)
+    return {row[0]: row[1] for row in rows}
+
+
+async def _settle(
+    conn: asyncpg.pool.PoolConnectionProxy, record: FileRecord, naming: Naming | None
+) -> FileRecord:
+    if naming is None:
+        return record
+    await conn.execute(_NAMING_LOCK, record.folder_id)
+    taken = await _names(
+        conn, record.folder_id, naming.prefix(record.name), record.updated_at_ns, record.id
+    )
+    return naming.settle(record, taken)
+
+
+async def _insert(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    record: FileRecord,
+    content: bytes,
+    audit: AuditEvent | None,
+) -> None:
+    view = memoryview(content)
+    chunks = (
+        (record.id, seq, view[start : start + CHUNK_BYTES])
+        for seq, start in enumerate(range(0, len(content), CHUNK_BYTES))
+    )
+    await conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES ({_PLACES})", *_row(record))
+    await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
+    await _insert_audit(conn, audit)
+
+
+async def _backfill_hashes(conn: asyncpg.pool.PoolConnectionProxy) -> None:
+    """Files stored before content hashes existed get theirs, one file's chunks at a time."""
+    for (file_id,) in await conn.fetch("SELECT id FROM files WHERE content_hash = ''"):
+        digest = hashlib.sha1(usedforsecurity=False)
+        for (data,) in await conn.fetch(
+            "SELECT data FROM contents WHERE file_id = $1 ORDER BY seq", file_id
+        ):
+            digest.update(data)
+        await conn.execute(
+            "UPDATE files SET content_hash = $2 WHERE id = $1", file_id, digest.hexdigest().upper()
+        )
+
+
+async def _pending(
+    conn: asyncpg.pool.PoolConnectionProxy, file_id: str, upload_id: str, now_ns: int
+) -> Upload | None:
+    row = await conn.fetchrow(
+        "SELECT record, parts, expires_at_ns FROM uploads"
+        " WHERE file_id = $1 AND upload_id = $2 AND expires_at_ns > $3 FOR UPDATE",
+        file_id,
+        upload_id,
+        now_ns,
+    )
+    if row is None:
+        return None
+    return Upload.from_json(row[0], upload_id, row[1], row[2])
 
 
 async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEvent | None) -> None:
@@ -199,6 +305,8 @@ class PostgresStore:
                 for statement in statements:
                     await conn.execute(statement)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+                if number == HASH_VERSION:
+                    await _backfill_hashes(conn)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -240,21 +348,16 @@ class PostgresStore:
             return bytes(secret)
 
     async def create(
-        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
-    ) -> None:
-        view = memoryview(content)
-        chunks = (
-            (record.id, seq, view[start : start + CHUNK_BYTES])
-            for seq, start in enumerate(range(0, len(content), CHUNK_BYTES))
-        )
+        self,
+        record: FileRecord,
+        content: bytes,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
         async with self._connection() as conn, conn.transaction():
-            await conn.execute(
-                f"INSERT INTO files ({_COLUMNS}) VALUES"
-                f" ({', '.join(f'${i}' for i in range(1, 15))})",
-                *_row(record),
-            )
-            await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
-            await _insert_audit(conn, audit)
+            record = await _settle(conn, record, naming)
+            await _insert(conn, record, content, audit)
+        return record
 
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         async with self._connection() as conn:
@@ -280,6 +383,7 @@ class PostgresStore:
         now_ns: int,
         change: Callable[[FileRecord], FileRecord],
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
     ) -> FileRecord | None:
         async with self._connection() as conn, conn.transaction():
             # The row lock holds off every other replica's update of this file until commit;
@@ -292,18 +396,81 @@ class PostgresStore:
             if row is None:
                 return None
             old = _record(row)
-            new = change(old)
-            values = _row(new)
+            new = await _settle(conn, change(old), naming)
             await conn.execute(
-                "UPDATE files SET name = $2, description = $3, mime_type = $4, updated_by = $5,"
-                " updated_at_ns = $6, expiration_policy = $7, ttl_days = $8, expires_at_ns = $9,"
-                " labels = $10 WHERE id = $1",
-                file_id,
-                *values[2:5],
-                *values[7:13],
+                f"UPDATE files SET {_ASSIGNMENTS} WHERE id = $1", file_id, *_row(new)[1:]
             )
             await _insert_audit(conn, audit(old, new) if audit is not None else None)
             return new
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        async with self._connection() as conn:
+            return await _names(conn, folder_id, prefix, now_ns, excluding)
+
+    async def stage(self, upload: Upload) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5)",
+                upload.record.id,
+                upload.upload_id,
+                upload.parts,
+                upload.expires_at_ns,
+                upload.to_json(),  # text, not jsonb: jsonb cannot hold U+0000
+            )
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            if await _pending(conn, file_id, upload_id, now_ns) is None:
+                return False
+            others = await conn.fetchval(
+                "SELECT coalesce(sum(octet_length(data)), 0) FROM upload_parts"
+                " WHERE file_id = $1 AND number <> $2",
+                file_id,
+                number,
+            )
+            check(others + len(data))
+            await conn.execute(
+                "INSERT INTO upload_parts VALUES ($1, $2, $3)"
+                " ON CONFLICT (file_id, number) DO UPDATE SET data = excluded.data",
+                file_id,
+                number,
+                data,
+            )
+            return True
+
+    async def finish_upload(
+        self,
+        file_id: str,
+        upload_id: str,
+        now_ns: int,
+        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        async with self._connection() as conn, conn.transaction():
+            upload = await _pending(conn, file_id, upload_id, now_ns)
+            if upload is None:
+                return None
+            parts = await conn.fetch(
+                "SELECT data FROM upload_parts WHERE file_id = $1 ORDER BY number", file_id
+            )
+            record, content = build(upload, [row[0] for row in parts])
+            record = await _settle(conn, record, naming)
+            await _insert(conn, record, content, audit)
+            await conn.execute("DELETE FROM uploads WHERE file_id = $1", file_id)
+            return record
 
     async def delete(
         self,
@@ -327,20 +494,25 @@ class PostgresStore:
             return True
 
     async def list(
-        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
     ) -> list[FileRecord]:
-        # Nothing is created at the largest time, so one query serves the first page too.
-        created_at_ns, last_id = after if after is not None else (2**63 - 1, "")
+        # Names sort as "C", by code point, as on the other backends.
+        key = 'name COLLATE "C"' if order.key == "name" else order.key
+        direction = "DESC" if order.descending else "ASC"
+        past = f" AND ({key}, id) {'<' if order.descending else '>'} ($4, $5)" if after else ""
         async with self._connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM files WHERE folder_id = $1 AND expires_at_ns > $2"
-                " AND (created_at_ns, id) < ($3, $4)"
-                " ORDER BY created_at_ns DESC, id DESC LIMIT $5",
+                f"SELECT {_COLUMNS} FROM files WHERE folder_id = $1 AND expires_at_ns > $2{past}"
+                f" ORDER BY {key} {direction}, id {direction} LIMIT $3",
                 folder_id,
                 now_ns,
-                created_at_ns,
-                last_id,
                 limit,
+                *(after or ()),
             )
         return [_record(row) for row in rows]
 
@@ -378,6 +550,8 @@ class PostgresStore:
         purged = 0
         while True:
             async with self._connection() as conn:
+                if not purged:
+                    await conn.execute("DELETE FROM uploads WHERE expires_at_ns <= $1", now_ns)
                 status = await conn.execute(
                     "DELETE FROM files WHERE id IN (SELECT id FROM files WHERE expires_at_ns <= $1"
                     " LIMIT $2 FOR UPDATE SKIP LOCKED)",

@@ -22,16 +22,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.store import (
+    ASSIGNMENTS,
     COLUMNS,
+    FIELDS,
+    NEWEST_FIRST,
     AuditEvent,
     FileRecord,
+    Upload,
     audit_row,
+    content_hash,
     pending_migrations,
     record_row,
+    row_record,
 )
 
 if TYPE_CHECKING:
-    from server.store import Cursor, Migration
+    from server.store import Cursor, Migration, Naming, Order
 
 T = TypeVar("T")
 
@@ -79,19 +85,88 @@ MIGRATIONS: list[Migration] = [
         )""",
         "CREATE INDEX audit_by_file ON audit (file_id, seq)",
     ),
+    (
+        # The PDS face's attributes. Content hashes of older files are filled in by
+        # `_backfill_hashes`, which SQL alone cannot do.
+        "ALTER TABLE files ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE files ADD COLUMN starred INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE files ADD COLUMN local_created_at_ns INTEGER",
+        "ALTER TABLE files ADD COLUMN local_modified_at_ns INTEGER",
+        "ALTER TABLE files ADD COLUMN content_hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE files ADD COLUMN pds_labels TEXT NOT NULL DEFAULT '[]'",
+        "CREATE INDEX files_by_name ON files (folder_id, name)",
+        """CREATE TABLE uploads (
+            file_id TEXT PRIMARY KEY,
+            upload_id TEXT NOT NULL,
+            parts INTEGER NOT NULL,
+            expires_at_ns INTEGER NOT NULL,
+            record TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX uploads_by_expiry ON uploads (expires_at_ns)",
+        """CREATE TABLE upload_parts (
+            file_id TEXT NOT NULL REFERENCES uploads (file_id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (file_id, number)
+        ) WITHOUT ROWID""",
+    ),
 ]
 
+HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
+
+# SQLite compares text as UTF-8 bytes, so the names starting with a prefix lie between it and
+# it followed by the highest code point (a name with U+10FFFF right after the prefix escapes,
+# and no rename candidate has one there).
+_NAMES = (
+    "SELECT name, id FROM files WHERE folder_id = ? AND name >= ? AND name < ?"
+    " AND expires_at_ns > ? AND id != ?"
+)
+
 _COLUMNS = COLUMNS
+_PLACES = ", ".join("?" * len(FIELDS))
 
 
-def _record(row: tuple[object, ...]) -> FileRecord:
-    values = list(row)
-    values[12] = json.loads(str(values[12]))
-    return FileRecord(*values)  # type: ignore[arg-type]
+_record = row_record
 
 
 def _row(record: FileRecord) -> tuple[object, ...]:
     return tuple(record_row(record))
+
+
+def _names(
+    conn: sqlite3.Connection, folder_id: str, prefix: str, now_ns: int, excluding: str
+) -> dict[str, str]:
+    rows = conn.execute(_NAMES, (folder_id, prefix, prefix + "\U0010ffff", now_ns, excluding))
+    return dict(rows.fetchall())
+
+
+def _settle_name(conn: sqlite3.Connection, record: FileRecord, naming: Naming | None) -> FileRecord:
+    if naming is None:
+        return record
+    prefix = naming.prefix(record.name)
+    return naming.settle(
+        record, _names(conn, record.folder_id, prefix, record.updated_at_ns, record.id)
+    )
+
+
+def _insert(
+    conn: sqlite3.Connection, record: FileRecord, content: bytes, audit: AuditEvent | None
+) -> None:
+    conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES ({_PLACES})", _row(record))
+    conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
+    _insert_audit(conn, audit)
+
+
+def _backfill_hashes(conn: sqlite3.Connection) -> None:
+    """Files stored before content hashes existed get theirs."""
+    rows = conn.execute(
+        "SELECT files.id, data FROM files JOIN contents ON contents.file_id = files.id"
+        " WHERE content_hash = ''"
+    )
+    for file_id, data in rows.fetchall():
+        conn.execute(
+            "UPDATE files SET content_hash = ? WHERE id = ?", (content_hash(data), file_id)
+        )
 
 
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
@@ -108,6 +183,15 @@ def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRec
         f"SELECT {_COLUMNS} FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
     ).fetchone()
     return None if row is None else _record(row)
+
+
+def _pending(conn: sqlite3.Connection, file_id: str, upload_id: str, now_ns: int) -> Upload | None:
+    row = conn.execute(
+        "SELECT record, parts, expires_at_ns FROM uploads"
+        " WHERE file_id = ? AND upload_id = ? AND expires_at_ns > ?",
+        (file_id, upload_id, now_ns),
+    ).fetchone()
+    return None if row is None else Upload.from_json(row[0], upload_id, row[1], row[2])
 
 
 _Pending = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
@@ -190,6 +274,8 @@ class SqliteStore:
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
+                if number == HASH_VERSION:
+                    _backfill_hashes(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -285,16 +371,18 @@ class SqliteStore:
         return await self._write(get_or_create)
 
     async def create(
-        self, record: FileRecord, content: bytes, audit: AuditEvent | None = None
-    ) -> None:
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT INTO files ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(record)
-            )
-            conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
-            _insert_audit(conn, audit)
+        self,
+        record: FileRecord,
+        content: bytes,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        def insert(conn: sqlite3.Connection) -> FileRecord:
+            settled = _settle_name(conn, record, naming)
+            _insert(conn, settled, content, audit)
+            return settled
 
-        await self._write(insert, size=len(content))
+        return await self._write(insert, size=len(content))
 
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         def select(conn: sqlite3.Connection) -> list[AuditEvent]:
@@ -316,22 +404,91 @@ class SqliteStore:
         now_ns: int,
         change: Callable[[FileRecord], FileRecord],
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
     ) -> FileRecord | None:
         def read_modify_write(conn: sqlite3.Connection) -> FileRecord | None:
             record = _select_live(conn, file_id, now_ns)
             if record is None:
                 return None
-            new = change(record)
+            new = _settle_name(conn, change(record), naming)
             _insert_audit(conn, audit(record, new) if audit is not None else None)
-            conn.execute(
-                "UPDATE files SET name = ?, description = ?, mime_type = ?, updated_by = ?,"
-                " updated_at_ns = ?, expiration_policy = ?, ttl_days = ?, expires_at_ns = ?,"
-                " labels = ? WHERE id = ?",
-                (*_row(new)[2:5], *_row(new)[7:13], file_id),
-            )
+            conn.execute(f"UPDATE files SET {ASSIGNMENTS} WHERE id = ?", (*_row(new)[1:], file_id))
             return new
 
         return await self._write(read_modify_write)
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        return await self._read_here(
+            lambda conn: _names(conn, folder_id, prefix, now_ns, excluding)
+        )
+
+    async def stage(self, upload: Upload) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?)",
+                (
+                    upload.record.id,
+                    upload.upload_id,
+                    upload.parts,
+                    upload.expires_at_ns,
+                    upload.to_json(),
+                ),
+            )
+
+        await self._write(insert)
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            if _pending(conn, file_id, upload_id, now_ns) is None:
+                return False
+            (others,) = conn.execute(
+                "SELECT coalesce(sum(length(data)), 0) FROM upload_parts"
+                " WHERE file_id = ? AND number != ?",
+                (file_id, number),
+            ).fetchone()
+            check(others + len(data))
+            conn.execute(
+                "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?)", (file_id, number, data)
+            )
+            return True
+
+        return await self._write(insert, size=len(data))
+
+    async def finish_upload(
+        self,
+        file_id: str,
+        upload_id: str,
+        now_ns: int,
+        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        def finish(conn: sqlite3.Connection) -> FileRecord | None:
+            upload = _pending(conn, file_id, upload_id, now_ns)
+            if upload is None:
+                return None
+            parts = conn.execute(
+                "SELECT data FROM upload_parts WHERE file_id = ? ORDER BY number", (file_id,)
+            )
+            record, content = build(upload, [data for (data,) in parts.fetchall()])
+            record = _settle_name(conn, record, naming)
+            _insert(conn, record, content, audit)
+            conn.execute("DELETE FROM uploads WHERE file_id = ?", (file_id,))
+            return record
+
+        return await self._write(finish)
 
     async def delete(
         self,
@@ -353,19 +510,23 @@ class SqliteStore:
         return await self._write(delete_live)
 
     async def list(
-        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
     ) -> list[FileRecord]:
-        # Nothing is created at the largest time, so one query serves the first page too.
-        start = after if after is not None else (2**63 - 1, "")
+        key, direction = order.key, "DESC" if order.descending else "ASC"
+        past = f" AND ({key}, id) {'<' if order.descending else '>'} (?, ?)" if after else ""
+        query = (
+            f"SELECT {_COLUMNS} FROM files WHERE folder_id = ? AND expires_at_ns > ?{past}"
+            f" ORDER BY {key} {direction}, id {direction} LIMIT ?"
+        )
+        parameters = (folder_id, now_ns, *(after or ()), limit)
 
         def select(conn: sqlite3.Connection) -> list[FileRecord]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM files WHERE folder_id = ? AND expires_at_ns > ?"
-                " AND (created_at_ns, id) < (?, ?)"
-                " ORDER BY created_at_ns DESC, id DESC LIMIT ?",
-                (folder_id, now_ns, *start, limit),
-            ).fetchall()
-            return [_record(row) for row in rows]
+            return [_record(row) for row in conn.execute(query, parameters).fetchall()]
 
         return await self._read_here(select)
 
@@ -382,6 +543,7 @@ class SqliteStore:
 
     async def purge_expired(self, now_ns: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM uploads WHERE expires_at_ns <= ?", (now_ns,))
             return conn.execute("DELETE FROM files WHERE expires_at_ns <= ?", (now_ns,)).rowcount
 
         return await self._write(purge)
