@@ -293,15 +293,15 @@ class Pds:
         return await self.files.find(body.required("file_id"), caller, body.required("drive_id"))
 
     async def get(self, body: Body, caller: Caller) -> dict[str, Any]:
+        ttl = _positive("url_expire_sec", body.number("url_expire_sec"))
         record = await self._find(body, caller)
-        ttl = body.number("url_expire_sec") or DEFAULT_URL_TTL_SECONDS
-        url, _ = self.files.signed_url(record, self.base_url(), _positive("url_expire_sec", ttl))
+        url, _ = self.files.signed_url(record, self.base_url(), ttl)
         return {**file_json(record), "download_url": url}
 
     async def get_download_url(self, body: Body, caller: Caller) -> dict[str, Any]:
+        ttl = _positive("expire_sec", body.number("expire_sec"))
         record = await self._find(body, caller)
-        ttl = body.number("expire_sec") or DEFAULT_URL_TTL_SECONDS
-        url, expires = self.files.signed_url(record, self.base_url(), _positive("expire_sec", ttl))
+        url, expires = self.files.signed_url(record, self.base_url(), ttl)
         return {
             "url": url,
             "expiration": pds_time(expires * 10**9),
@@ -415,7 +415,10 @@ class Pds:
         ]
 
 
-def _positive(field: str, seconds: int) -> int:
+def _positive(field: str, seconds: int | None) -> int:
+    """A link's lifetime: PDS's default when not given, its maximum when asked for more."""
+    if seconds is None:
+        return DEFAULT_URL_TTL_SECONDS
     if seconds <= 0:
         raise InvalidArgument.field(field, "must be a positive number of seconds")
     return min(seconds, MAX_URL_TTL_SECONDS)
