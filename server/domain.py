@@ -219,6 +219,10 @@ def _validate(record: FileRecord) -> None:
             violations.append(
                 (f"labels[{key!r}]", "a value is at most 63 characters matching [-_./\\@0-9a-z]*")
             )
+    for field in ("local_created_at", "local_modified_at"):
+        ns = getattr(record, f"{field}_ns")
+        if ns is not None and not 0 <= ns < 2**63:  # what a signed 64-bit column holds
+            violations.append((field, "must be between 1970-01-01 and 2262-04-11"))
     if len(record.pds_labels) > MAX_PDS_LABELS:
         violations.append(("labels", f"at most {MAX_PDS_LABELS} PDS labels are allowed"))
     for label in record.pds_labels:

@@ -150,8 +150,10 @@ class Body:
         raw = await request.read()
         try:
             fields = json.loads(raw) if raw.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise PdsError(400, "InvalidParameter", "the body is not valid JSON") from None
+            # JSON may escape lone surrogates ("\ud800"), which no store can keep as text.
+            json.dumps(fields, ensure_ascii=False).encode()
+        except (UnicodeError, json.JSONDecodeError, RecursionError):
+            raise PdsError(400, "InvalidParameter", "the body is not valid UTF-8 JSON") from None
         if not isinstance(fields, dict):
             raise PdsError(400, "InvalidParameter", "the body must be a JSON object")
         return cls(fields)
