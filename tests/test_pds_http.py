@@ -3,6 +3,7 @@ PDS's codes. (The official SDK drives the same routes in test_pds_sdk.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any
 
@@ -487,3 +488,26 @@ async def test_bearer_keys_and_isolation(keyed: tuple[str, dict[str, str]]) -> N
         # A file id under the wrong drive is not found, even for a key that may use both.
         status, error = await root.call("get", {"drive_id": "d2", "file_id": mine["file_id"]})
         assert (status, error["code"]) == (404, "NotFound.File")
+
+
+async def test_many_clients_racing_for_one_name_under_refuse_one_wins(
+    pds: Pds, running: Running
+) -> None:
+    """Thirty clients, each on its own connection, rename their own file to one name."""
+    files = [await pds.upload(f"own-{i}.txt", b"x") for i in range(30)]
+
+    async def rename(file: JSON) -> int:
+        async with aiohttp.ClientSession() as own:
+            client = Pds(own, pds.base)
+            body = {
+                "drive_id": "d1",
+                "file_id": file["file_id"],
+                "name": "the.txt",
+                "check_name_mode": "refuse",
+            }
+            return (await client.call("update", body))[0]
+
+    statuses = await asyncio.gather(*(rename(f) for f in files))
+    assert sorted(statuses) == [200] + [409] * 29
+    listed = await pds.ok("list", {"drive_id": "d1", "limit": 100})
+    assert [f["name"] for f in listed["items"]].count("the.txt") == 1
