@@ -11,7 +11,7 @@ from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 from server.auth import Caller
-from server.domain import NS_PER_DAY
+from server.domain import NS_PER_DAY, _read_cached, plan_update
 from server.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
@@ -179,6 +179,20 @@ async def test_bad_mask_path_is_invalid_and_changes_nothing(
     assert [field for field, _ in e.value.violations] == ["update_mask"]
     assert repr(path) in e.value.violations[0][1]
     assert await files.get(fs.GetFileRequest(file_id=file.id)) == file
+
+
+def test_a_mask_read_once_is_checked_every_time_and_long_ones_are_not_kept() -> None:
+    # Masks are read once and kept (domain._read_cached); a bad one must still fail every
+    # time, and a long one must not be kept, or one client could fill the memory with them.
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            plan_update(["name", "created_at"])
+    assert plan_update(["name"]) is plan_update(("name",))
+    long_mask = [f"labels.k{i:03d}{'x' * 40}" for i in range(20)]
+    before = _read_cached.cache_info().currsize
+    assert plan_update(long_mask).label_keys == tuple(p.split(".")[1] for p in long_mask)
+    assert plan_update(long_mask) is not plan_update(long_mask)
+    assert _read_cached.cache_info().currsize == before
 
 
 LONG = "x" * 1025

@@ -63,6 +63,7 @@ COLUMNS = ", ".join(FIELDS)
 
 # Positions a backend may store in its own way.
 DESCRIPTION, LABELS, PDS_LABELS = (FIELDS.index(f) for f in ("description", "labels", "pds_labels"))
+HIDDEN, STARRED = FIELDS.index("hidden"), FIELDS.index("starred")
 
 ASSIGNMENTS = ", ".join(f"{field} = ?" for field in FIELDS[1:])
 """`SET` for every column but the id, with qmark parameters in COLUMNS order."""
@@ -72,21 +73,23 @@ def record_row(record: FileRecord) -> list[object]:
     """The record's values in COLUMNS order, both label sets as JSON text."""
     row: list[object] = [getattr(record, field) for field in FIELDS]
     row[LABELS] = json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True)
-    row[PDS_LABELS] = json.dumps(list(record.pds_labels), ensure_ascii=False)
+    row[PDS_LABELS] = (
+        json.dumps(list(record.pds_labels), ensure_ascii=False) if record.pds_labels else "[]"
+    )
     return row
 
 
 def row_record(row: Sequence[object]) -> FileRecord:
-    """The record from values in COLUMNS order with both label sets as JSON text."""
+    """The record from values in COLUMNS order with both label sets as JSON text (and the
+    flags as SQLite's 0 and 1 or as booleans)."""
     values = list(row)
-    values[LABELS] = json.loads(str(values[LABELS]))
-    values[PDS_LABELS] = tuple(json.loads(str(values[PDS_LABELS])))
-    record = FileRecord(*values)  # type: ignore[arg-type]
-    if type(record.hidden) is not bool or type(record.starred) is not bool:  # SQLite's 0 and 1
-        record = dataclasses.replace(
-            record, hidden=bool(record.hidden), starred=bool(record.starred)
-        )
-    return record
+    labels = str(values[LABELS])
+    values[LABELS] = {} if labels == "{}" else json.loads(labels)
+    pds_labels = str(values[PDS_LABELS])
+    values[PDS_LABELS] = () if pds_labels == "[]" else tuple(json.loads(pds_labels))
+    values[HIDDEN] = bool(values[HIDDEN])
+    values[STARRED] = bool(values[STARRED])
+    return FileRecord(*values)  # type: ignore[arg-type]
 
 
 def content_hash(content: bytes | bytearray | memoryview) -> str:
