@@ -6,12 +6,16 @@ import asyncio
 import re
 from typing import TYPE_CHECKING
 
+import hypothesis
+import puremagic
 import pytest
+from hypothesis import strategies as st
 from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 from server.domain import MAX_CONTENT_BYTES, NS_PER_DAY
 from server.errors import InvalidArgument, NotFound
+from server.mime import _may_have_magic
 
 if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
@@ -102,6 +106,33 @@ async def test_mime_type_is_deduced_from_content(
     files: Files, content: bytes, name: str, mime: str
 ) -> None:
     assert (await create(files, content=content, name=name)).mime_type == mime
+
+
+def _puremagic_finds_something(content: bytes) -> bool:
+    try:
+        return bool(puremagic.magic_string(content))
+    except (puremagic.PureError, ValueError):
+        return False
+
+
+def test_every_signature_puremagic_knows_gets_past_the_quick_check() -> None:
+    # detect_mime asks puremagic only when _may_have_magic says a signature could match.
+    filler = bytes(range(7, 57))
+    samples = [
+        b"\0" * row.offset + row.byte_match + filler
+        for row in puremagic.magic_header_array
+        if row.offset >= 0
+    ]
+    samples += [filler + row.byte_match for row in puremagic.magic_footer_array]
+    found = [sample for sample in samples if _puremagic_finds_something(sample)]
+    assert len(found) > 1000
+    assert [sample for sample in found if not _may_have_magic(sample)] == []
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.binary(min_size=1, max_size=600))
+def test_the_quick_check_never_hides_a_match(content: bytes) -> None:
+    assert _may_have_magic(content) or not _puremagic_finds_something(content)
 
 
 async def test_a_description_keeps_any_character(files: Files) -> None:
