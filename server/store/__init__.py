@@ -8,9 +8,12 @@ A record whose `expires_at_ns` is at or before the `now_ns` a method is given co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
+import operator
+import types
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -69,9 +72,12 @@ ASSIGNMENTS = ", ".join(f"{field} = ?" for field in FIELDS[1:])
 """`SET` for every column but the id, with qmark parameters in COLUMNS order."""
 
 
+_VALUES = operator.attrgetter(*FIELDS)
+
+
 def record_row(record: FileRecord) -> list[object]:
     """The record's values in COLUMNS order, both label sets as JSON text."""
-    row: list[object] = [getattr(record, field) for field in FIELDS]
+    row: list[object] = list(_VALUES(record))
     row[LABELS] = json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True)
     row[PDS_LABELS] = (
         json.dumps(list(record.pds_labels), ensure_ascii=False) if record.pds_labels else "[]"
@@ -79,12 +85,18 @@ def record_row(record: FileRecord) -> list[object]:
     return row
 
 
+@functools.lru_cache(maxsize=1024)
+def _label_map(text: str) -> Mapping[str, str]:
+    """Files share a few label sets, and a List page decodes a hundred: each set once, read-only
+    so that records may share it (at most ~8 KiB each, so the cache stays small)."""
+    return types.MappingProxyType(json.loads(text))
+
+
 def row_record(row: Sequence[object]) -> FileRecord:
     """The record from values in COLUMNS order with both label sets as JSON text (and the
     flags as SQLite's 0 and 1 or as booleans)."""
     values = list(row)
-    labels = str(values[LABELS])
-    values[LABELS] = {} if labels == "{}" else json.loads(labels)
+    values[LABELS] = _label_map(str(values[LABELS]))
     pds_labels = str(values[PDS_LABELS])
     values[PDS_LABELS] = () if pds_labels == "[]" else tuple(json.loads(pds_labels))
     values[HIDDEN] = bool(values[HIDDEN])
