@@ -183,12 +183,15 @@ def apply_patch(
     """The record after the Update; raises InvalidArgument if the result breaks a rule."""
     name = request.name if "name" in patch.whole else record.name
     description = request.description if "description" in patch.whole else record.description
-    labels = dict(request.labels) if "labels" in patch.whole else dict(record.labels)
-    for key in patch.label_keys:
-        if key in request.labels:
-            labels[key] = request.labels[key]
-        else:
-            labels.pop(key, None)
+    labels: Mapping[str, str] = record.labels  # untouched unless the mask names them
+    if "labels" in patch.whole or patch.label_keys:
+        edited = dict(request.labels) if "labels" in patch.whole else dict(record.labels)
+        for key in patch.label_keys:
+            if key in request.labels:
+                edited[key] = request.labels[key]
+            else:
+                edited.pop(key, None)
+        labels = edited
     config = request.expiration_config
     policy, ttl_days = record.expiration_policy, record.ttl_days
     if "expiration_config" in patch.whole or "expiration_policy" in patch.expiration:
@@ -207,7 +210,7 @@ def apply_patch(
         # An Update is activity: a SINCE_LAST_ACTIVE file lives ttl_days from now on.
         expires_at_ns=_expires_at(policy, ttl_days, record.created_at_ns, now_ns),
     )
-    _validate(updated)
+    _validate(updated, record)
     return updated
 
 
@@ -222,7 +225,9 @@ def _expires_at(policy: int, ttl_days: int, created_at_ns: int, last_active_ns: 
     return start + ttl_days * NS_PER_DAY
 
 
-def _validate(record: FileRecord) -> None:
+def _validate(record: FileRecord, stored: FileRecord | None = None) -> None:
+    """Every rule a record must keep. Given the `stored` record it was made from, label sets
+    it shares with that one are not checked again: they were valid when they were stored."""
     violations: list[tuple[str, str]] = []
     if len(record.name.encode()) > MAX_NAME_BYTES:
         violations.append(("name", f"must be at most {MAX_NAME_BYTES} bytes of UTF-8"))
@@ -230,9 +235,13 @@ def _validate(record: FileRecord) -> None:
         violations.append(("name", "must not contain control characters"))
     if len(record.description) > MAX_DESCRIPTION_CHARS:
         violations.append(("description", f"must be at most {MAX_DESCRIPTION_CHARS} characters"))
-    if len(record.labels) > MAX_LABELS:
+    labels, pds_labels = record.labels, record.pds_labels
+    if stored is not None:
+        labels = {} if labels is stored.labels else labels
+        pds_labels = () if pds_labels is stored.pds_labels else pds_labels
+    if len(labels) > MAX_LABELS:
         violations.append(("labels", f"at most {MAX_LABELS} labels are allowed"))
-    for key, value in sorted(record.labels.items()):
+    for key, value in sorted(labels.items()):
         if not _LABEL_KEY.fullmatch(key):
             violations.append(
                 (f"labels[{key!r}]", "a key is 1-63 characters matching [a-z][-_./\\@0-9a-z]*")
@@ -245,9 +254,9 @@ def _validate(record: FileRecord) -> None:
         ns = getattr(record, f"{field}_ns")
         if ns is not None and not 0 <= ns < 2**63:  # what a signed 64-bit column holds
             violations.append((field, "must be between 1970-01-01 and 2262-04-11"))
-    if len(record.pds_labels) > MAX_PDS_LABELS:
+    if len(pds_labels) > MAX_PDS_LABELS:
         violations.append(("labels", f"at most {MAX_PDS_LABELS} PDS labels are allowed"))
-    for label in record.pds_labels:
+    for label in pds_labels:
         if not 1 <= len(label) <= MAX_PDS_LABEL_CHARS or _CONTROL.search(label):
             violations.append(
                 (
@@ -358,9 +367,10 @@ def changed_paths(old: FileRecord, new: FileRecord) -> tuple[str, ...]:
     paths = [
         field for field in ("name", "description") if getattr(old, field) != getattr(new, field)
     ]
-    for key in sorted(old.labels.keys() | new.labels.keys()):
-        if old.labels.get(key) != new.labels.get(key):
-            paths.append(f"labels.{quote_segment(key)}")
+    if old.labels is not new.labels:
+        for key in sorted(old.labels.keys() | new.labels.keys()):
+            if old.labels.get(key) != new.labels.get(key):
+                paths.append(f"labels.{quote_segment(key)}")
     if old.expiration_policy != new.expiration_policy:
         paths.append("expiration_config.expiration_policy")
     if old.ttl_days != new.ttl_days:
@@ -395,7 +405,7 @@ class Edits:
         if "labels" in given:
             given["pds_labels"] = given.pop("labels")
         updated = dataclasses.replace(record, **given, updated_by=subject, updated_at_ns=now_ns)
-        _validate(updated)
+        _validate(updated, record)
         return dataclasses.replace(updated, expires_at_ns=expiry(updated, now_ns))
 
 

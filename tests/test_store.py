@@ -16,9 +16,12 @@ import pytest
 
 from server.app import Server, Settings
 from server.store import (
+    FIELDS,
     FileRecord,
+    changed_columns,
     open_store,
     pending_migrations,
+    record_row,
     with_pool_size,
     without_password,
 )
@@ -50,6 +53,26 @@ def record(file_id: str = "f0000000000000000001", **changes: object) -> FileReco
         size=5,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "columns"),
+    [
+        ({}, ()),
+        ({"name": "m", "updated_at_ns": NOW + 1}, ("name", "updated_at_ns")),
+        ({"labels": {"k": "v", "ключ": "значение"}}, ()),  # equal, though another dict
+        ({"labels": {"k": "w"}}, ("labels",)),
+        ({"pds_labels": ("a", "b"), "hidden": True}, ("hidden", "pds_labels")),
+    ],
+)
+def test_an_update_writes_only_the_columns_that_changed(
+    changes: dict[str, object], columns: tuple[str, ...]
+) -> None:
+    new = record(**changes)
+    names, values = changed_columns(record(), new)
+    assert names == columns
+    full = dict(zip(FIELDS, record_row(new), strict=True))
+    assert values == [full[name] for name in names]  # encoded as a whole row would be
 
 
 async def test_round_trip_keeps_every_field(store: FileStore) -> None:

@@ -75,14 +75,33 @@ ASSIGNMENTS = ", ".join(f"{field} = ?" for field in FIELDS[1:])
 _VALUES = operator.attrgetter(*FIELDS)
 
 
+def _column_value(index: int, value: object) -> object:
+    """A record's value as the SQL backends store it: both label sets as JSON text."""
+    if index == LABELS:
+        return json.dumps(dict(value), ensure_ascii=False, sort_keys=True)  # type: ignore[call-overload]
+    if index == PDS_LABELS:
+        return json.dumps(list(value), ensure_ascii=False) if value else "[]"  # type: ignore[call-overload]
+    return value
+
+
 def record_row(record: FileRecord) -> list[object]:
     """The record's values in COLUMNS order, both label sets as JSON text."""
-    row: list[object] = list(_VALUES(record))
-    row[LABELS] = json.dumps(dict(record.labels), ensure_ascii=False, sort_keys=True)
-    row[PDS_LABELS] = (
-        json.dumps(list(record.pds_labels), ensure_ascii=False) if record.pds_labels else "[]"
-    )
-    return row
+    return [_column_value(index, value) for index, value in enumerate(_VALUES(record))]
+
+
+def changed_columns(old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], list[object]]:
+    """The columns (never the id) whose values differ between two versions of a record, and
+    their new values as `record_row` gives them: an UPDATE that writes only these leaves
+    the indexes on the others alone and encodes no label set that did not change."""
+    before, after = _VALUES(old), _VALUES(new)
+    names: list[str] = []
+    values: list[object] = []
+    for index in range(1, len(FIELDS)):
+        value = after[index]
+        if value is not before[index] and value != before[index]:
+            names.append(FIELDS[index])
+            values.append(_column_value(index, value))
+    return tuple(names), values
 
 
 @functools.lru_cache(maxsize=1024)

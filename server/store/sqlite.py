@@ -12,6 +12,7 @@ mode no read waits behind a write.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import threading
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.store import (
-    ASSIGNMENTS,
     COLUMNS,
     FIELDS,
     NEWEST_FIRST,
@@ -30,6 +30,7 @@ from server.store import (
     FileRecord,
     Upload,
     audit_row,
+    changed_columns,
     content_hash,
     pending_migrations,
     record_row,
@@ -131,6 +132,12 @@ _record = row_record
 
 def _row(record: FileRecord) -> tuple[object, ...]:
     return tuple(record_row(record))
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...]) -> str:
+    """The UPDATE of just these columns (a few sets recur: an Update's mask decides them)."""
+    return f"UPDATE files SET {', '.join(f'{column} = ?' for column in columns)} WHERE id = ?"
 
 
 def _names(
@@ -412,7 +419,9 @@ class SqliteStore:
                 return None
             new = _settle_name(conn, change(record), naming)
             _insert_audit(conn, audit(record, new) if audit is not None else None)
-            conn.execute(f"UPDATE files SET {ASSIGNMENTS} WHERE id = ?", (*_row(new)[1:], file_id))
+            columns, values = changed_columns(record, new)
+            if columns:
+                conn.execute(_update_statement(columns), (*values, file_id))
             return new
 
         return await self._write(read_modify_write)
