@@ -7,7 +7,6 @@ Two invokers: `ServicerInvoker` calls our servicer in process (no network hop, s
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -16,7 +15,7 @@ from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
 from server.errors import INTERNAL_MESSAGE, DomainError, http_status
-from server.grpc_api import REQUEST_ID
+from server.grpc_api import REQUEST_ID, new_request_id
 from server.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
 
 if TYPE_CHECKING:
@@ -191,7 +190,7 @@ def rest_handler(routes: list[Route], invoke: Invoker) -> Any:
     """One aiohttp handler serving every route; unknown paths and verbs answer JSON too."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        request_id = request.headers.get(REQUEST_ID) or new_request_id()
         raw_path = request.rel_url.raw_path
         matched = [(r, m) for r in routes if (m := r.pattern.fullmatch(raw_path))]
         if not matched:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import MAX_MESSAGE_BYTES
 from server.domain import NS_PER_DAY
+from server.grpc_api import new_request_id
 
 if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
@@ -239,3 +242,20 @@ async def test_the_sweeper_purges_expired_files_on_its_own(running: Running) -> 
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(purged(), timeout=10)
+
+
+def test_new_request_ids_differ_and_a_forked_worker_draws_its_own() -> None:
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    ours = new_request_id()
+    assert len(theirs) == 32 and theirs[:16] != ours[:16]
