@@ -86,7 +86,10 @@ def _column_value(index: int, value: object) -> object:
 
 def record_row(record: FileRecord) -> list[object]:
     """The record's values in COLUMNS order, both label sets as JSON text."""
-    return [_column_value(index, value) for index, value in enumerate(_VALUES(record))]
+    row = list(_VALUES(record))
+    for index in (LABELS, PDS_LABELS):
+        row[index] = _column_value(index, row[index])
+    return row
 
 
 def changed_columns(old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], list[object]]:
