@@ -31,7 +31,7 @@ from server.grpc_api import (
     add_services,
     set_serving,
 )
-from server.http_api import make_app
+from server.http_api import MAX_BODY_BYTES, make_app
 from server.openapi import openapi_document
 from server.pds import Pds
 from server.rest import ServicerInvoker, rest_handler
@@ -179,7 +179,7 @@ class Server:
             raise OSError(f"cannot listen for gRPC on {settings.grpc_listen}: {e}") from None
 
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
-        rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}))
+        rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
         pds = Pds(self.files, auth, lambda: self.http_base_url)
         app = make_app(self.files, rest, openapi_document(routes), pds.routes())
         self._http = web.AppRunner(app, access_log=None)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("server.gateway")
 
 _INFRASTRUCTURE = ("grpc.reflection.", "grpc.health.")
+MAX_BODY_BYTES = 256 * 1024**2
 
 
 def discover(target: str, timeout: float) -> list[Route]:
@@ -58,9 +59,11 @@ async def serve(target: str, http_listen: str, connect_timeout: float) -> None:
     if not routes:
         raise ValueError(f"{target} describes no service with google.api.http rules")
     channel = grpc.aio.insecure_channel(target)
-    app = web.Application(middlewares=[json_errors], client_max_size=256 * 1024**2)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/openapi.json", openapi_handler(openapi_document(routes)))
-    app.router.add_route("*", "/{tail:.*}", rest_handler(routes, ChannelInvoker(channel)))
+    app.router.add_route(
+        "*", "/{tail:.*}", rest_handler(routes, ChannelInvoker(channel), MAX_BODY_BYTES)
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = split_host_port(http_listen)

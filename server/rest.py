@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
@@ -186,8 +186,36 @@ async def json_errors(
         return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE))
 
 
-def rest_handler(routes: list[Route], invoke: Invoker) -> Any:
-    """One aiohttp handler serving every route; unknown paths and verbs answer JSON too."""
+async def _read_form(request: web.Request, max_bytes: int) -> list[tuple[str, bytes]] | None:
+    """The named parts of a multipart/form-data body (None for any other body), read as they
+    arrive and no more than `max_bytes` in all: raw bytes, so an upload needs no base64."""
+    if request.content_type != "multipart/form-data":
+        return None
+    parts: list[tuple[str, bytes]] = []
+    total = 0
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("a form part cannot itself be multipart")
+            if not part.name:
+                raise BadRequest("every form part needs a name (Content-Disposition: form-data)")
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=total)
+                data += chunk
+            parts.append((part.name, bytes(data)))
+    except (ValueError, AssertionError, RuntimeError) as e:  # aiohttp's words for a bad body
+        raise BadRequest(f"the body is not valid multipart/form-data: {e}") from None
+    return parts
+
+
+def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> Any:
+    """One aiohttp handler serving every route; unknown paths and verbs answer JSON too.
+    `max_body_bytes` bounds a multipart body as the application's client_max_size bounds
+    any other."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         request_id = request.headers.get(REQUEST_ID) or new_request_id()
@@ -211,11 +239,13 @@ def rest_handler(routes: list[Route], invoke: Invoker) -> Any:
             response.headers["Allow"] = allowed
             return response
         try:
+            form = await _read_form(request, max_body_bytes)
             call = HttpCall(
                 raw_path,
                 request.rel_url.raw_query_string,
-                await request.read(),
+                b"" if form is not None else await request.read(),
                 request.headers.get("Content-Type", ""),
+                form,
             )
             message = decode(route, match, call)
             reply, metadata = await invoke(

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from yandex.cloud.ai.files.v1 import file_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 from server.errors import http_status
-from server.rest import json_error
-from server.transcoder import mask_to_json
+from server.rest import json_error, json_errors, rest_handler
+from server.transcoder import mask_to_json, routes_for
 from tests.test_domain_update import ORIGINAL, UPDATE_TABLE, summary
 
 if TYPE_CHECKING:
@@ -228,3 +229,101 @@ def test_every_grpc_code_has_its_http_status(code: int, expected: int) -> None:
     response = json_error(status_pb2.Status(code=code, message="m"))
     assert response.status == expected
     assert ("WWW-Authenticate" in response.headers) == (code == code_pb2.UNAUTHENTICATED)
+
+
+def form(*parts: tuple[str, bytes | str]) -> aiohttp.FormData:
+    data = aiohttp.FormData(default_to_multipart=True)
+    for name, value in parts:
+        if isinstance(value, bytes):  # as `curl -F content=@file` sends a file
+            data.add_field(name, value, filename="upload.bin")
+        else:
+            data.add_field(name, value)
+    return data
+
+
+async def test_multipart_upload_takes_raw_bytes_and_the_same_fields(rest: Rest) -> None:
+    content = bytes(range(256)) * 1024 + b"\x00\xff"  # not UTF-8, not base64
+    status, file, _ = await rest.call(
+        "POST",
+        "/files/v1/files",
+        data=form(
+            ("folderId", "f1"),
+            ("name", "blob.bin"),
+            ("description", '{"not": "json to a string field"}'),
+            ("labels", '{"team": "ml"}'),
+            ("expirationConfig", '{"expirationPolicy": "STATIC", "ttlDays": "3"}'),
+            ("content", content),
+        ),
+    )
+    assert status == 200, file
+    assert (file["name"], file["description"]) == ("blob.bin", '{"not": "json to a string field"}')
+    assert (file["labels"], file["expirationConfig"]["ttlDays"]) == ({"team": "ml"}, "3")
+    _, link, _ = await rest.call("GET", f"/files/v1/files:getUrl?fileId={file['id']}")
+    async with rest.session.get(link["url"]) as download:
+        assert await download.read() == content
+
+    # Any rule with a body takes a form: the mask as its JSON string, unquoted.
+    status, updated, _ = await rest.call(
+        "PATCH",
+        f"/files/v1/files/{file['id']}",
+        data=form(("update_mask", "name,labels.env"), ("name", "b"), ("labels", '{"env": "x"}')),
+    )
+    assert status == 200, updated
+    assert (updated["name"], updated["labels"]) == ("b", {"team": "ml", "env": "x"})
+
+
+@pytest.mark.parametrize(
+    ("path", "parts", "word"),
+    [
+        ("/files/v1/files", [("folderId", "f1"), ("bogus", "1")], "unknown form field 'bogus'"),
+        ("/files/v1/files", [("folderId", "f1"), ("folder_id", "f2")], "more than once"),
+        ("/files/v1/files", [("folderId", "f1"), ("labels", '{"a": "1", "a": "2"}')], "JSON"),
+        ("/files/v1/files", [("folderId", "f1"), ("labels", "[1, 2")], "not valid JSON"),
+        ("/files/v1/files", [("folderId", b"\xff\xfe")], "not UTF-8"),
+        ("/files/v1/files", [("folderId", "f1"), ("labels", "plain")], "labels"),
+        ("/files/v1/files", [("folderId", "f1"), ("content", "")], "content"),
+    ],
+)
+async def test_a_bad_form_is_a_clear_400(
+    rest: Rest, path: str, parts: list[tuple[str, bytes | str]], word: str
+) -> None:
+    status, error, _ = await rest.call("POST", path, data=form(*parts))
+    assert status == 400, error
+    assert word in error["message"]
+
+
+async def test_a_form_on_a_call_without_a_body_or_not_multipart_at_all_is_400(rest: Rest) -> None:
+    status, error, _ = await rest.call("GET", "/files/v1/files/x", data=form(("name", "n")))
+    assert status == 400
+    assert "no request body" in error["message"]
+    broken = b"--b\r\nContent-Disposition: form-data; name=folderId\r\n\r\nf1\r\n"  # no end
+    status, error, _ = await rest.call(
+        "POST",
+        "/files/v1/files",
+        data=broken,
+        headers={"Content-Type": "multipart/form-data"},  # and no boundary
+    )
+    assert status == 400
+    assert "multipart/form-data" in error["message"]
+
+
+async def test_a_form_larger_than_the_limit_is_413_before_any_call() -> None:
+    async def never(*_: Any) -> Any:
+        raise AssertionError("a refused body reached the servicer")
+
+    routes = routes_for(fs.DESCRIPTOR.services_by_name["FileService"])
+    app = web.Application(middlewares=[json_errors])
+    app.router.add_route("*", "/{tail:.*}", rest_handler(routes, never, max_body_bytes=1000))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            rest = Rest(session, f"http://127.0.0.1:{port}")
+            parts = (("folderId", "f1"), ("content", b"x" * 600), ("description", "d" * 600))
+            status, error, _ = await rest.call("POST", "/files/v1/files", data=form(*parts))
+            assert (status, error["code"]) == (413, code_pb2.RESOURCE_EXHAUSTED)
+    finally:
+        await runner.cleanup()
