@@ -7,10 +7,13 @@ Two invokers: `ServicerInvoker` calls our servicer in process (no network hop, s
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
@@ -186,6 +189,12 @@ async def json_errors(
         return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE))
 
 
+# aiohttp warns of a client's malformed Content-Disposition and reads on without the part's
+# name, which _read_form then refuses: the client's mistake is a 400, not a warning of ours.
+for _category in (BadContentDispositionHeader, BadContentDispositionParam):
+    warnings.filterwarnings("ignore", category=_category)
+
+
 async def _read_form(request: web.Request, max_bytes: int) -> list[tuple[str, bytes]] | None:
     """The named parts of a multipart/form-data body (None for any other body), read as they
     arrive and no more than `max_bytes` in all: raw bytes, so an upload needs no base64."""
@@ -207,7 +216,8 @@ async def _read_form(request: web.Request, max_bytes: int) -> list[tuple[str, by
                     raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=total)
                 data += chunk
             parts.append((part.name, bytes(data)))
-    except (ValueError, AssertionError, RuntimeError) as e:  # aiohttp's words for a bad body
+    except (HttpProcessingError, ValueError, AssertionError, RuntimeError, RuntimeWarning) as e:
+        # aiohttp's several ways of saying a multipart body is broken
         raise BadRequest(f"the body is not valid multipart/form-data: {e}") from None
     return parts
 

@@ -16,8 +16,10 @@ import socket
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+import hypothesis
 import pytest
 from google.rpc import code_pb2
+from hypothesis import strategies as st
 
 from server.http_api import MAX_BODY_BYTES
 from tests.inprocess import Reply, ThreadedServer, threaded_server
@@ -400,4 +402,47 @@ def test_create_refuses_mime_types_that_cannot_be_a_header(
     )
     assert reply.status == 400, reply.body
     assert "mime_type" in status_of(reply)["message"]
+    quiet(served)
+
+
+FIELD_NAMES = ["folderId", "folder_id", "name", "content", "labels", "expirationConfig", "x", ""]
+
+
+def multipart(parts: list[tuple[str, bytes]], boundary: str = "b0undary") -> bytes:
+    body = b"".join(
+        b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (boundary.encode(), name.encode(), value)
+        for name, value in parts
+    )
+    return body + b"--%s--\r\n" % boundary.encode()
+
+
+@hypothesis.settings(
+    max_examples=120, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+@hypothesis.given(
+    parts=st.lists(
+        st.tuples(
+            st.sampled_from(FIELD_NAMES),
+            st.one_of(
+                st.binary(max_size=64),
+                st.sampled_from([b"f1", b'{"a": "b"}', b"{", b"[1]", b'"s"', b"\xed\xa0\x80"]),
+            ),
+        ),
+        max_size=6,
+    ),
+    cut=st.integers(min_value=0, max_value=400),
+    content_type=st.sampled_from(
+        ["multipart/form-data; boundary=b0undary", "multipart/form-data", "multipart/mixed"]
+    ),
+)
+def test_any_multipart_body_is_ok_or_a_json_4xx(
+    served: ThreadedServer, parts: list[tuple[str, bytes]], cut: int, content_type: str
+) -> None:
+    body = multipart(parts)
+    body = body[: len(body) - cut] if cut < len(body) else body  # often truncated
+    reply = served.http("POST", "/files/v1/files", body, {"Content-Type": content_type})
+    assert reply.status == 200 or 400 <= reply.status < 500, reply.body[:300]
+    if reply.status != 200:
+        status_of(reply)
     quiet(served)
