@@ -98,6 +98,20 @@ async def test_named_body_nested_path_variable_and_custom_verb(
     assert len(reply["metadata"]["x-request-id"]) == 32
 
 
+async def test_a_form_fills_a_named_body_through_the_gateway(
+    http: aiohttp.ClientSession, echo_gateway: str
+) -> None:
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("text", "hi")
+    form.add_field("count", "3")
+    status, reply = await call(http, "POST", f"{echo_gateway}/v1/rooms/lobby:say", data=form)
+    assert status == 200, reply
+    assert json.loads(reply["requestJson"]) == {
+        "message": {"count": "3", "text": "hi"},
+        "room": {"name": "rooms/lobby"},
+    }
+
+
 async def test_query_parameters_and_additional_bindings(
     http: aiohttp.ClientSession, echo_gateway: str
 ) -> None:
