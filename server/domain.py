@@ -298,8 +298,8 @@ def _require_id(field: str, value: str) -> str:
 
 def new_file_id() -> str:
     """20 lowercase characters starting with a letter, like the cloud's ids: a letter and 19
-    base-36 digits from one read of the system's randomness (16 bytes cover 36**19 with
-    room to spare, so no digit is noticeably likelier than another)."""
+    base-36 digits from one read of the system's randomness (17 bytes cover 26 * 36**19
+    many times over, so no character is noticeably likelier than another)."""
     first, rest = divmod(int.from_bytes(secrets.token_bytes(17)), 36**19)
     digits = []
     for _ in range(19):

@@ -68,10 +68,6 @@ COLUMNS = ", ".join(FIELDS)
 DESCRIPTION, LABELS, PDS_LABELS = (FIELDS.index(f) for f in ("description", "labels", "pds_labels"))
 HIDDEN, STARRED = FIELDS.index("hidden"), FIELDS.index("starred")
 
-ASSIGNMENTS = ", ".join(f"{field} = ?" for field in FIELDS[1:])
-"""`SET` for every column but the id, with qmark parameters in COLUMNS order."""
-
-
 _VALUES = operator.attrgetter(*FIELDS)
 
 
