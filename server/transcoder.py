@@ -435,45 +435,39 @@ class HttpCall:
     """The parts of a multipart/form-data body, by name, instead of `body`."""
 
 
+def _json_body(call: HttpCall) -> object:
+    if not call.body.strip():
+        return {}
+    mime = call.content_type.split(";")[0].strip().lower()
+    if mime != "application/json":
+        raise BadRequest(f"the body must be application/json, not {mime or 'untyped'}")
+    try:
+        return json.loads(call.body, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise BadRequest("the body is not valid JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"the body is not valid JSON: {e}") from None
+
+
 def decode(route: Route, match: re.Match[str], call: HttpCall) -> Message:
     """The request message for an HTTP call that matched `route`; raises BadRequest."""
     message = message_factory.GetMessageClass(route.method.input_type)()
     query = parse_qsl(call.query_string, keep_blank_values=True)
     path_fields = set(route.variables)
-    if route.body and call.form is not None:
-        if route.body == "*":
-            if query:
-                raise BadRequest("this call takes its fields from the body, not the query string")
-            _form_into(call.form, message)
-        else:
-            _form_into(call.form, getattr(message, route.body))
-            _query_into(message, query, path_fields | {route.body})
-    elif call.form is not None:
-        raise BadRequest("this call takes no request body")
-    elif route.body:
-        if call.body.strip():
-            mime = call.content_type.split(";")[0].strip().lower()
-            if mime != "application/json":
-                raise BadRequest(f"the body must be application/json, not {mime or 'untyped'}")
-            try:
-                data = json.loads(call.body, object_pairs_hook=_no_duplicates)
-            except RecursionError:
-                raise BadRequest("the body is not valid JSON: nested too deeply") from None
-            except (ValueError, UnicodeDecodeError) as e:
-                raise BadRequest(f"the body is not valid JSON: {e}") from None
-        else:
-            data = {}
-        if route.body == "*":
-            if query:
-                raise BadRequest("this call takes its fields from the body, not the query string")
-            _parse_into(data, message)
-        else:
-            _parse_into(data, getattr(message, route.body))
-            _query_into(message, query, path_fields | {route.body})
-    else:
-        if call.body.strip():
+    if not route.body:
+        if call.form is not None or call.body.strip():
             raise BadRequest("this call takes no request body")
         _query_into(message, query, path_fields)
+    else:
+        target = message if route.body == "*" else getattr(message, route.body)
+        if route.body == "*" and query:
+            raise BadRequest("this call takes its fields from the body, not the query string")
+        if call.form is not None:
+            _form_into(call.form, target)
+        else:
+            _parse_into(_json_body(call), target)
+        if route.body != "*":
+            _query_into(message, query, path_fields | {route.body})
     for index, field_path in enumerate(route.variables):
         value = unquote(match[f"v{index}"])
         *parents, leaf = field_path.split(".")
