@@ -26,6 +26,7 @@ so a download holds one copy of the content and one chunk, not the rows and thei
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ from server.store import (
     FileRecord,
     Upload,
     audit_row,
+    changed_columns,
     pending_migrations,
     record_row,
     row_record,
@@ -148,7 +150,14 @@ _NAMING_LOCK = "SELECT pg_advisory_xact_lock(1851878757, hashtext($1))"
 
 _COLUMNS = COLUMNS
 _PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 1))
-_ASSIGNMENTS = ", ".join(f"{field} = ${i}" for i, field in enumerate(FIELDS[1:], start=2))
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...]) -> str:
+    """The UPDATE of just these columns, the file's id as $1."""
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
+    return f"UPDATE files SET {assignments} WHERE id = $1"
+
 
 # What asyncpg raises when the database is down, restarting or unreachable: the caller gets
 # UNAVAILABLE, and the pool replaces the dead connection on the next acquire.
@@ -397,9 +406,14 @@ class PostgresStore:
                 return None
             old = _record(row)
             new = await _settle(conn, change(old), naming)
-            await conn.execute(
-                f"UPDATE files SET {_ASSIGNMENTS} WHERE id = $1", file_id, *_row(new)[1:]
-            )
+            columns, values = changed_columns(old, new)
+            if columns:
+                # description is bytea here, as _row stores it
+                values = [
+                    new.description.encode() if c == "description" else v
+                    for c, v in zip(columns, values, strict=True)
+                ]
+                await conn.execute(_update_statement(columns), file_id, *values)
             await _insert_audit(conn, audit(old, new) if audit is not None else None)
             return new
 
