@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import urllib.request
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from google.protobuf import field_mask_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
+from server.app import GC_YOUNG_THRESHOLD, tune_gc
 from tests.support import run_server_command, server_process
 
 if TYPE_CHECKING:
@@ -94,3 +96,14 @@ def test_bad_settings_fail_with_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unsupported store URL 'ftp://nowhere'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tune_gc_sets_start_up_aside_and_makes_young_collections_rarer() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
