@@ -3,9 +3,11 @@
 It has our server's gRPC options and our generated servicer base, so what separates the two in a
 benchmark is our work (domain rules, SQLite, building responses), not the gRPC stack.
 
-    python -m bench.floor [--listen 127.0.0.1:0]
+    python -m bench.floor [--listen 127.0.0.1:0] [--sqlite PATH]
 
 prints `floor serving gRPC on HOST:PORT` on stdout once it accepts calls; SIGTERM stops it.
+With `--sqlite`, it is the SQLite floor: the same, plus the least SQLite work a durable server
+does per Get and Update (`SqliteFloorServicer`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sqlite3
 import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import grpc
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb2_grpc
 
+from bench.seed import seed
 from bench.workload import constant_file, constant_page
 from server.app import MAX_MESSAGE_BYTES
 
@@ -60,7 +67,79 @@ class FloorServicer(file_service_pb2_grpc.FileServiceServicer):
         return _PAGE
 
 
-async def serve(listen: str) -> None:
+# What an Update of name and description writes, as ours writes it (only the changed columns).
+_UPDATE = "UPDATE files SET name = ?, description = ?, updated_at_ns = ? WHERE id = ?"
+_SELECT = "SELECT * FROM files WHERE id = ? AND expires_at_ns > ?"
+SQLITE_FLOOR_FILES = 1000
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.cancelled():
+            future.set_result(None)
+
+
+class SqliteFloorServicer(FloorServicer):
+    """The floor plus the least SQLite work a durable server does, on our own schema and a store
+    of 1,000 files (`main` seeds it). Get reads one row on the loop's own connection. Update
+    writes one row in a group commit (WAL, `synchronous=FULL`, one writer thread) and answers
+    once that is durable. No rules, no audit, no File built from the row. So floor → SQLite
+    floor is what SQLite costs on this machine, and SQLite floor → ours is our own Python."""
+
+    def __init__(self, path: Path) -> None:
+        self._reader = self._connect(path)
+        self._writer = self._connect(path)
+        (self._row_id,) = self._reader.execute("SELECT id FROM files LIMIT 1").fetchone()
+        self._pending: list[tuple[tuple[str, str, int], asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        threading.Thread(target=self._write_forever, args=(loop,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def Get(self, request: file_service_pb2.GetFileRequest, context: Any) -> file_pb2.File:
+        self._reader.execute(_SELECT, (self._row_id, time.time_ns())).fetchone()
+        return _FILE
+
+    async def Update(
+        self, request: file_service_pb2.UpdateFileRequest, context: Any
+    ) -> file_pb2.File:
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._pending.append(((request.name, request.description, time.time_ns()), future))
+        self._wake.set()
+        await future
+        return _FILE
+
+    def _write_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Whatever queued up during one commit goes into the next: one fsync for them all."""
+        while True:
+            self._wake.wait()
+            if self._stopping:
+                return
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._wake.clear()
+            self._writer.execute("BEGIN IMMEDIATE")
+            for values, _ in batch:
+                self._writer.execute(_UPDATE, (*values, self._row_id))
+            self._writer.execute("COMMIT")
+            loop.call_soon_threadsafe(_settle, [future for _, future in batch])
+
+
+async def serve(listen: str, sqlite_path: Path | None = None) -> None:
     # The same options as server.app.Server.start(), nothing else.
     server = grpc.aio.server(
         options=[
@@ -68,7 +147,11 @@ async def serve(listen: str) -> None:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    file_service_pb2_grpc.add_FileServiceServicer_to_server(FloorServicer(), server)
+    servicer = FloorServicer()
+    if sqlite_path is not None:
+        servicer = sqlite_servicer = SqliteFloorServicer(sqlite_path)
+        sqlite_servicer.start(asyncio.get_running_loop())
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port(listen)
     await server.start()
     host = listen.rpartition(":")[0]
@@ -84,8 +167,13 @@ async def serve(listen: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    parser.add_argument(
+        "--sqlite", type=Path, metavar="PATH", help="be the SQLite floor, on a new store at PATH"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    asyncio.run(serve(args.listen))
+    if args.sqlite is not None:
+        seed(args.sqlite, SQLITE_FLOOR_FILES, "sqlite-floor")
+    asyncio.run(serve(args.listen, args.sqlite))
 
 
 if __name__ == "__main__":

@@ -141,8 +141,8 @@ class ServerProcess:
                 stream.close()
 
 
-def start_floor() -> ServerProcess:
-    return ServerProcess("floor", [sys.executable, "-m", "bench.floor"], health=False)
+def start_floor(*args: str, name: str = "floor") -> ServerProcess:
+    return ServerProcess(name, [sys.executable, "-m", "bench.floor", *args], health=False)
 
 
 def start_http_floor() -> ServerProcess:

@@ -9,9 +9,11 @@ Every h2load run is bracketed by a few real gRPC calls of the same request (thei
 be OK), checked against h2load's own failure counts and the DATA bytes it received, and followed
 by a look at the server's log: any failure makes the exit status 1. REST PATCH runs the same way
 over HTTP/1.1 against a bare aiohttp handler (bench/http_floor.py); `--postgres` adds Update and
-Get on a throwaway PostgreSQL cluster, against the floor and with one replica against two.
+Get on a throwaway PostgreSQL cluster, against the floor and with one replica against two;
+`--sqlite-floor` runs Update and Get on the floor against the SQLite floor (bench/floor.py
+--sqlite), the floor plus the least SQLite work a durable server does.
 
-    python -m bench.run               # everything, with the scale runs (~9 minutes on 2 cores)
+    python -m bench.run               # everything, with the scale runs (~13 minutes on 2 cores)
     python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~7 minutes)
     python -m bench.run --quick       # every scenario once, at the headline concurrency (~30 s)
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
@@ -148,6 +150,7 @@ class Settings:
     scale_files: int
     quick: bool
     postgres: bool
+    sqlite_floor: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -622,6 +625,28 @@ def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
     }
 
 
+def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    """Update and Get on the floor against the SQLite floor: what SQLite alone costs here."""
+    processes = [
+        start_floor(),
+        start_floor("--sqlite", str(tmp / "sqlite-floor.db"), name="SQLite floor"),
+    ]
+    points = []
+    with running(*processes) as addresses:
+        targets = [Target(p, a, tmp) for p, a in zip(processes, addresses, strict=True)]
+        try:
+            for target in targets:
+                target.ids = {"update": "f", "get": "f"}  # floors answer any id
+            for key in ("update", "get"):
+                point = compare(targets, BY_KEY[key], *HEADLINE, settings)
+                points.append(point)
+                _progress(point)
+        finally:
+            for target in targets:
+                target.close()
+    return points
+
+
 def run_scale(settings: Settings, tmp: Path) -> dict[str, Any]:
     """Update, Get and the first List page at 1,000 files and at `scale_files` files."""
     sizes = [1000, settings.scale_files]
@@ -750,6 +775,8 @@ def report_text(report: dict[str, Any]) -> str:
             f" Idle CPU with the sweeper every second: {small} {idle[small]} %,"
             f" {big} {idle[big]} %."
         )
+    if report.get("sqlite_floor"):
+        parts.append(table(report["sqlite_floor"]))
     postgres = report.get("postgres")
     if postgres:
         parts.append(
@@ -793,7 +820,14 @@ def parse_args(argv: list[str]) -> Settings:
         " floor, and 1 vs 2 replicas (default: on in the full run, off with --quick, --scenarios"
         " or --concurrency)",
     )
+    parser.add_argument(
+        "--sqlite-floor",
+        action=argparse.BooleanOptionalAction,
+        help="Update and Get on the floor against the floor plus the least SQLite work"
+        " (python -m bench.floor --sqlite; default: on in the full run only, as --postgres)",
+    )
     args = parser.parse_args(argv)
+    full_run = not (args.quick or args.scenarios or args.concurrency)
 
     scenarios = list(BY_KEY) if not args.scenarios else args.scenarios.split(",")
     if scenarios == ["none"]:
@@ -820,18 +854,11 @@ def parse_args(argv: list[str]) -> Settings:
         points=points,
         out=args.out,
         plot=args.plot,
-        scale=(
-            args.scale
-            if args.scale is not None
-            else not (args.quick or args.scenarios or args.concurrency)
-        ),
+        scale=full_run if args.scale is None else args.scale,
         scale_files=args.scale_files,
         quick=args.quick,
-        postgres=(
-            args.postgres
-            if args.postgres is not None
-            else not (args.quick or args.scenarios or args.concurrency)
-        ),
+        postgres=full_run if args.postgres is None else args.postgres,
+        sqlite_floor=full_run if args.sqlite_floor is None else args.sqlite_floor,
     )
 
 
@@ -868,6 +895,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": [],
         "scale": None,
+        "sqlite_floor": None,
         "postgres": None,
     }
     with tempfile.TemporaryDirectory(prefix="files-bench-") as tmp_name:
@@ -878,6 +906,9 @@ def main(argv: list[str] | None = None) -> int:
         if settings.scale:
             print(f"scale: 1,000 vs {settings.scale_files:,} files:", file=sys.stderr)
             report["scale"] = run_scale(settings, tmp)
+        if settings.sqlite_floor:
+            print("floor vs SQLite floor:", file=sys.stderr)
+            report["sqlite_floor"] = run_sqlite_floor(settings, tmp)
         if settings.postgres:
             print("PostgreSQL: floor vs ours, then 1 vs 2 replicas:", file=sys.stderr)
             report["postgres"] = run_postgres(settings, tmp)
@@ -887,6 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     points = [
         *report["results"],
         *(report["scale"] or {}).get("points", []),
+        *(report["sqlite_floor"] or []),
         *postgres.get("floor_points", []),
         *postgres.get("replica_points", []),
     ]

@@ -4,17 +4,22 @@ rows the store reads back. Nothing here asserts on speed; `make bench` reports, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
+from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from bench import h2load, workload
+from bench.floor import SqliteFloorServicer
 from bench.h2load import INSTALL_HINT
 from bench.processes import ServerProcess, running, start_floor
 from bench.run import BY_KEY, Replicas, Target, measure, parse_args, split_connections
@@ -130,16 +135,39 @@ def test_latency_pools_the_requests_of_several_logs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "postgres"),
+    ("args", "on"),
     [
         ([], True),
         (["--quick"], False),
         (["--scenarios", "get"], False),
-        (["--quick", "--postgres"], True),
+        (["--concurrency", "1x1"], False),
+        (["--quick", "--postgres", "--sqlite-floor"], True),
+        (["--no-postgres", "--no-sqlite-floor"], False),
     ],
 )
-def test_postgres_is_part_of_the_full_run_only(args: list[str], postgres: bool) -> None:
-    assert parse_args(args).postgres is postgres
+def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
+    args: list[str], on: bool
+) -> None:
+    settings = parse_args(args)
+    assert settings.postgres is on
+    assert settings.sqlite_floor is on
+
+
+def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
+    require_h2load()
+    result = bench(
+        *("--scenarios", "none", "--no-scale", "--sqlite-floor", "--rounds", "1"),
+        *("--duration", "1", "--warm-up", "0", "--no-plot", "--out", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    assert report["failures"] == 0
+    assert [p["scenario"] for p in report["sqlite_floor"]] == ["update", "get"]
+    for point in report["sqlite_floor"]:
+        assert point["sides"] == ["floor", "SQLite floor"]
+        assert point["ratio"] > 0
+        assert point["SQLite floor"]["rounds"][0]["done"] > 0
+    assert "| **Update name+description** | 16x8 |" in result.stdout
 
 
 def test_a_failed_call_is_http_200_to_h2load_but_carries_no_message(tmp_path: Path) -> None:
@@ -197,3 +225,28 @@ async def test_seeded_files_are_ones_the_store_reads_back(tmp_path: Path) -> Non
         assert await store.content(record.id, now) is not None
     finally:
         await store.close()
+
+
+async def test_the_sqlite_floor_commits_an_update_before_it_answers(tmp_path: Path) -> None:
+    path = tmp_path / "floor.db"
+    await asyncio.to_thread(seed, path, 10, "sqlite-floor")  # it runs a loop of its own
+    servicer = SqliteFloorServicer(path)
+    server = grpc.aio.server()
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    servicer.start(asyncio.get_running_loop())
+    await server.start()
+    request = workload.update_request("any")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await file_service_pb2_grpc.FileServiceStub(channel).Update(request)
+            # Another connection, as after a crash: only committed rows are there to see.
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM files WHERE name = ? AND description = ?",
+                    (request.name, request.description),
+                ).fetchone()
+            assert count == 1
+    finally:
+        servicer.stop()
+        await server.stop(None)
