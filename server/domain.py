@@ -198,8 +198,7 @@ def apply_patch(
         policy = config.expiration_policy or DEFAULT_POLICY
     if "expiration_config" in patch.whole or "ttl_days" in patch.expiration:
         ttl_days = config.ttl_days or DEFAULT_TTL_DAYS
-    updated = dataclasses.replace(
-        record,
+    updated = record._replace(
         name=name,
         description=description,
         labels=labels,
@@ -409,9 +408,9 @@ class Edits:
         }
         if "labels" in given:
             given["pds_labels"] = given.pop("labels")
-        updated = dataclasses.replace(record, **given, updated_by=subject, updated_at_ns=now_ns)
+        updated = record._replace(**given, updated_by=subject, updated_at_ns=now_ns)
         _validate(updated, record)
-        return dataclasses.replace(updated, expires_at_ns=expiry(updated, now_ns))
+        return updated._replace(expires_at_ns=expiry(updated, now_ns))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -510,8 +509,8 @@ class Files:
             size=len(content),
         )
         _validate(record)
-        record = dataclasses.replace(
-            record, expires_at_ns=expiry(record, now), content_hash=await _hash(content)
+        record = record._replace(
+            expires_at_ns=expiry(record, now), content_hash=await _hash(content)
         )
         event = self._event(record.id, "create", caller)
         return to_proto(await self.store.create(record, content, event, naming_for(name_mode)))
@@ -809,15 +808,14 @@ class Files:
                 raise InvalidArgument.field(
                     "size", f"the parts hold {len(content)} bytes, not the {declared} announced"
                 )
-            record = dataclasses.replace(
-                upload.record,
+            record = upload.record._replace(
                 # Unannounced, the type is found from the bytes as Create finds it.
                 mime_type=upload.record.mime_type or detect_mime(content, upload.record.name),
                 size=len(content),
                 content_hash=content_hash(content),
                 updated_at_ns=now,
             )
-            return dataclasses.replace(record, expires_at_ns=expiry(record, now)), content
+            return record._replace(expires_at_ns=expiry(record, now)), content
 
         def naming_of_upload(record: FileRecord, taken: Mapping[str, str]) -> FileRecord:
             naming = naming_for(mode)
@@ -887,7 +885,7 @@ async def _hash(content: bytes) -> str:
 
 
 def _touch(record: FileRecord, now_ns: int) -> FileRecord:
-    return dataclasses.replace(record, expires_at_ns=expiry(record, now_ns))
+    return record._replace(expires_at_ns=expiry(record, now_ns))
 
 
 def _not_found(file_id: str) -> NotFound:

@@ -12,7 +12,6 @@ Unnamed files never conflict. The store applies the policy inside the write's tr
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -69,7 +68,7 @@ def _auto_rename(record: FileRecord, taken: Mapping[str, str]) -> FileRecord:
     for counter in range(MAX_RENAMES):
         name = f"{stem}_{stamp}{f'_{counter}' if counter else ''}{extension}"
         if name not in taken:
-            return dataclasses.replace(record, name=name)
+            return record._replace(name=name)
     raise AlreadyExists(
         f"{MAX_RENAMES} files in folder {record.folder_id!r} already hold renamings of"
         f" {record.name!r}",

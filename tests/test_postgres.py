@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -75,7 +74,7 @@ async def test_updates_through_two_replicas_lose_nothing(
     await replicas[0].create(record(labels={}), b"x")
 
     def add_label(key: str) -> Callable[[FileRecord], FileRecord]:
-        return lambda r: dataclasses.replace(r, labels={**r.labels, key: key})
+        return lambda r: r._replace(labels={**r.labels, key: key})
 
     keys = [f"k{i}" for i in range(40)]
     await asyncio.gather(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import sqlite3
 import subprocess
@@ -52,7 +51,7 @@ def record(file_id: str = "f0000000000000000001", **changes: object) -> FileReco
         labels={"k": "v", "ключ": "значение"},
         size=5,
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import itertools
 import sqlite3
@@ -37,8 +36,8 @@ PDS_RECORD = record(
 async def test_pds_attributes_round_trip_through_create_update_and_list(store: FileStore) -> None:
     await store.create(PDS_RECORD, b"hello")
     assert await store.get(PDS_RECORD.id, NOW) == PDS_RECORD
-    cleared = dataclasses.replace(
-        PDS_RECORD, hidden=False, starred=False, local_created_at_ns=None, pds_labels=()
+    cleared = PDS_RECORD._replace(
+        hidden=False, starred=False, local_created_at_ns=None, pds_labels=()
     )
     assert await store.update(PDS_RECORD.id, NOW, lambda _: cleared) == cleared
     assert await store.get(PDS_RECORD.id, NOW) == cleared
@@ -64,7 +63,7 @@ async def test_concurrent_writes_of_one_name_never_both_take_it(
         return stored.name
 
     async def rename(i: int) -> str | None:
-        change = lambda r: dataclasses.replace(r, name="a.jpg")  # noqa: E731
+        change = lambda r: r._replace(name="a.jpg")  # noqa: E731
         try:
             stored = await store.update(f"r{i:02d}", NOW, change, naming=naming)
         except AlreadyExists:
@@ -96,14 +95,14 @@ async def test_refuse_names_the_holder_and_writes_nothing(store: FileStore) -> N
     assert e.value.resource == "holder"
     assert await store.get("new", NOW) is None
     with pytest.raises(AlreadyExists):
-        change = lambda r: dataclasses.replace(r, name="a.jpg")  # noqa: E731
+        change = lambda r: r._replace(name="a.jpg")  # noqa: E731
         await store.update("mover", NOW, change, naming=naming_for(REFUSE))
     assert (await store.get("mover", NOW)).name == "b.jpg"  # type: ignore[union-attr]
     # An expired holder, a file elsewhere and the file itself hold no name.
     expired = record("gone", name="c.jpg", expires_at_ns=NOW)
     await store.create(expired, b"x")
     await store.create(record("c", name="c.jpg"), b"x", naming=naming_for(REFUSE))
-    same = lambda r: dataclasses.replace(r, name="c.jpg")  # noqa: E731
+    same = lambda r: r._replace(name="c.jpg")  # noqa: E731
     assert (await store.update("c", NOW, same, naming=naming_for(REFUSE))) is not None
     assert await store.names("folder", "c.", NOW) == {"c.jpg": "c"}
     assert await store.names("folder", "", NOW, excluding="c") == {
@@ -136,9 +135,7 @@ async def test_an_upload_is_invisible_until_finished_and_then_whole(store: FileS
     def build(upload: Upload, parts: list[bytes]) -> tuple[object, bytes]:
         assert upload.name_mode == REFUSE and upload.parts == 2
         content = b"".join(parts)
-        done = dataclasses.replace(
-            upload.record, size=len(content), content_hash=content_hash(content)
-        )
+        done = upload.record._replace(size=len(content), content_hash=content_hash(content))
         return done, content
 
     assert await store.finish_upload("up", "other", NOW, build) is None  # type: ignore[arg-type]
