@@ -176,12 +176,18 @@ def _backfill_hashes(conn: sqlite3.Connection) -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _paths_json(paths: tuple[str, ...]) -> str:
+    """An audit entry's paths as stored (a few sets recur: an Update's mask decides them)."""
+    return json.dumps(paths)
+
+
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
     if event is not None:
         conn.execute(
             "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (*audit_row(event)[:4], json.dumps(event.paths), event.request_id),
+            (*audit_row(event)[:4], _paths_json(event.paths), event.request_id),
         )
 
 
