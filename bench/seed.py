@@ -3,8 +3,9 @@
     python -m bench.seed --store sqlite:///PATH --files 1000000 [--folder ID]
 
 The schema comes from the store itself (`SqliteStore.open()` runs its migrations) and every row
-from its own `_row()`, so seeded files are exactly what the server would have written; only the
-inserting differs: big batched transactions without fsync, since a seed needs no durability.
+from `record_row()`, as the store lays rows out, so seeded files are exactly what the server
+would have written; only the inserting differs: big batched transactions without fsync, since
+a seed needs no durability.
 Files are spread backwards in time from now, one folder holds them all (the worst case for a
 first List page), and every file has a small content row, so downloads work too.
 """
@@ -21,8 +22,8 @@ import time
 from typing import TYPE_CHECKING
 
 from server.domain import DEFAULT_POLICY, DEFAULT_TTL_DAYS, NS_PER_DAY
-from server.store import FileRecord
-from server.store.sqlite import _COLUMNS, SqliteStore, _row
+from server.store import COLUMNS, FIELDS, FileRecord, record_row
+from server.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -84,14 +85,14 @@ def seed(path: Path, count: int, folder_id: str) -> float:
         await store.close()
 
     asyncio.run(migrate())
-    placeholders = ", ".join("?" * len(_COLUMNS.split(",")))
-    insert_file = f"INSERT INTO files ({_COLUMNS}) VALUES ({placeholders})"
+    placeholders = ", ".join("?" * len(FIELDS))
+    insert_file = f"INSERT INTO files ({COLUMNS}) VALUES ({placeholders})"
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the indexes stay in memory
         records = _records(count, folder_id, time.time_ns())
-        while batch := [_row(r) for _, r in zip(range(BATCH), records, strict=False)]:
+        while batch := [tuple(record_row(r)) for _, r in zip(range(BATCH), records, strict=False)]:
             batch.sort()  # by id: each batch walks the primary key in order
             conn.execute("BEGIN")
             conn.executemany(insert_file, batch)
