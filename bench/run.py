@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import http.client
@@ -54,7 +55,7 @@ from bench.processes import (
 from bench.seed import seed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from google.protobuf.message import Message
 
@@ -579,6 +580,30 @@ def run_main(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     return results
 
 
+@contextlib.contextmanager
+def _targets(processes: list[ServerProcess], payload_dir: Path) -> Iterator[list[Target]]:
+    """The processes serving, as targets; all stopped, their channels closed, on the way out."""
+    with running(*processes) as addresses:
+        targets = [Target(p, a, payload_dir) for p, a in zip(processes, addresses, strict=True)]
+        try:
+            yield targets
+        finally:
+            for target in targets:
+                target.close()
+
+
+def _at_headline(
+    sides: Sequence[Side], keys: Sequence[str], settings: Settings
+) -> list[dict[str, Any]]:
+    """One point per scenario at the headline concurrency, each reported as it is done."""
+    points = []
+    for key in keys:
+        point = compare(sides, BY_KEY[key], *HEADLINE, settings)
+        points.append(point)
+        _progress(point)
+    return points
+
+
 def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
     """Update and Get on a throwaway PostgreSQL cluster: against the floor, and one replica
     against two on the same database (connections split between them)."""
@@ -595,25 +620,13 @@ def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
     try:
         url = cluster.url(cluster.database())
         processes = [start_floor(), start_ours(url), start_ours(url, name="replica 2")]
-        with running(*processes) as addresses:
-            targets = [Target(p, a, work) for p, a in zip(processes, addresses, strict=True)]
-            try:
-                set_up_ours(targets[1])
-                for other in (targets[0], targets[2]):
-                    other.ids = dict(targets[1].ids)
-                floor_points, replica_points = [], []
-                for key in ("update", "get"):
-                    point = compare(targets[:2], BY_KEY[key], *HEADLINE, settings)
-                    floor_points.append(point)
-                    _progress(point)
-                one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
-                for key in ("update", "get"):
-                    point = compare([one, two], BY_KEY[key], *HEADLINE, settings)
-                    replica_points.append(point)
-                    _progress(point)
-            finally:
-                for target in targets:
-                    target.close()
+        with _targets(processes, work) as targets:
+            set_up_ours(targets[1])
+            for other in (targets[0], targets[2]):
+                other.ids = dict(targets[1].ids)
+            floor_points = _at_headline(targets[:2], ("update", "get"), settings)
+            one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
+            replica_points = _at_headline([one, two], ("update", "get"), settings)
         version = cluster.psql("SHOW server_version").strip()
     finally:
         cluster.destroy()
@@ -631,20 +644,10 @@ def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
         start_floor(),
         start_floor("--sqlite", str(tmp / "sqlite-floor.db"), name="SQLite floor"),
     ]
-    points = []
-    with running(*processes) as addresses:
-        targets = [Target(p, a, tmp) for p, a in zip(processes, addresses, strict=True)]
-        try:
-            for target in targets:
-                target.ids = {"update": "f", "get": "f"}  # floors answer any id
-            for key in ("update", "get"):
-                point = compare(targets, BY_KEY[key], *HEADLINE, settings)
-                points.append(point)
-                _progress(point)
-        finally:
-            for target in targets:
-                target.close()
-    return points
+    with _targets(processes, tmp) as targets:
+        for target in targets:
+            target.ids = {"update": "f", "get": "f"}  # floors answer any id
+        return _at_headline(targets, ("update", "get"), settings)
 
 
 def run_scale(settings: Settings, tmp: Path) -> dict[str, Any]:
@@ -657,27 +660,19 @@ def run_scale(settings: Settings, tmp: Path) -> dict[str, Any]:
         seeding[str(size)] = round(seed(path, size, SEED_FOLDER_ID), 1)
         urls[size] = f"sqlite:///{path}"
     processes = [start_ours(urls[size], name=f"{size:,} files") for size in sizes]
-    points, rss = [], {}
-    with running(*processes) as addresses:
-        targets = [Target(p, a, tmp) for p, a in zip(processes, addresses, strict=True)]
-        try:
-            rss_start = {t.name: t.process.rss_bytes() for t in targets}
-            for target in targets:
-                page = target.call("List", workload.list_request(SEED_FOLDER_ID))
-                file_id = page.files[0].id  # type: ignore[attr-defined]
-                target.ids = {"update": file_id, "get": file_id, "list_folder": SEED_FOLDER_ID}
-            for key in ("update", "get", "list"):
-                point = compare(targets, BY_KEY[key], *HEADLINE, settings)
-                points.append(point)
-                _progress(point)
-            for target in targets:
-                rss[target.name] = {
-                    "start_mib": round(rss_start[target.name] / 2**20, 1),
-                    "after_load_mib": round(target.process.rss_bytes() / 2**20, 1),
-                }
-        finally:
-            for target in targets:
-                target.close()
+    rss = {}
+    with _targets(processes, tmp) as targets:
+        rss_start = {t.name: t.process.rss_bytes() for t in targets}
+        for target in targets:
+            page = target.call("List", workload.list_request(SEED_FOLDER_ID))
+            file_id = page.files[0].id  # type: ignore[attr-defined]
+            target.ids = {"update": file_id, "get": file_id, "list_folder": SEED_FOLDER_ID}
+        points = _at_headline(targets, ("update", "get", "list"), settings)
+        for target in targets:
+            rss[target.name] = {
+                "start_mib": round(rss_start[target.name] / 2**20, 1),
+                "after_load_mib": round(target.process.rss_bytes() / 2**20, 1),
+            }
     return {
         "sizes": sizes,
         "seed_seconds": seeding,
