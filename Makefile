@@ -11,7 +11,7 @@ NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
 PROTOS := $(sort $(shell find protos -name '*.proto'))
 ARGS ?=
 
-.PHONY: install generate check-generated lint run test bench bench-quick clean
+.PHONY: install generate check-generated lint run test debian-packages bench bench-quick clean
 
 install: $(INSTALLED)
 
@@ -73,7 +73,21 @@ lint: $(INSTALLED) $(IMAGE)
 run: $(INSTALLED)
 	$(PY) -m server $(ARGS)
 
-test: $(INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED)
+# Debian packages the tests run for real: PostgreSQL's server binaries (each run starts a
+# throwaway cluster) and h2load (the benchmark's smoke test). Installed when missing and this
+# user may (root, or sudo without a password); otherwise one line says what to install.
+DEBIAN_PACKAGES = $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+	$(if $(shell command -v h2load),,nghttp2-client)
+
+debian-packages:
+	@set -e; missing="$(strip $(DEBIAN_PACKAGES))"; [ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "make test needs Debian's $$missing: apt-get install $$missing"; exit 1; fi; \
+	$$sudo apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
+
+test: $(INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED) debian-packages
 	$(VENV)/bin/pytest $(ARGS)
 
 # Our server against the bare gRPC floor (bench/floor.py), driven by h2load (apt-get install
