@@ -16,16 +16,15 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from yandex.cloud.ai.common import common_pb2
+from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.domain import NS_PER_DAY
+from server.errors import NotFound
 from tests.support import server_process
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from yandex.cloud.ai.files.v1 import file_pb2
 
     from tests.conftest import Running
 
@@ -34,6 +33,7 @@ UPDATES_PER_CLIENT = 50
 KEYS_PER_LABEL_CLIENT = 5  # 12 label clients x 5 keys + the file's own label: within 64
 CALL_TIMEOUT = 30.0
 JUMPS = 40
+BOUNDARY_ROUNDS = 40
 
 Policy = common_pb2.ExpirationConfig.ExpirationPolicy
 Value = str | int | None  # None: the label is removed
@@ -206,3 +206,49 @@ async def test_sweeper_spares_a_file_whose_expiry_keeps_being_extended(running: 
     assert await store.get(forgotten.id, 0) is None
     final = await running.stub.Get(fs.GetFileRequest(file_id=extended.id))
     assert dict(final.labels) == {f"u{i}": str(JUMPS - 1) for i in range(4)}
+
+
+async def test_an_update_answered_at_the_moment_of_expiry_keeps_its_file(running: Running) -> None:
+    """Updates, sweeps and the clock's step onto a file's expiry race, in a seeded order per
+    round. Either side may win, but an Update answered OK extended the file, so the file must
+    still be there with that Update's change: a sweep that chose its victims first and deleted
+    them after the extension committed would lose an acknowledged write."""
+    files, clock, rng = running.server.files, running.clock, random.Random(7)
+    one_day = common_pb2.ExpirationConfig(expiration_policy=Policy.SINCE_LAST_ACTIVE, ttl_days=1)
+    outcomes = {"kept": 0, "purged": 0}
+    for round_number in range(BOUNDARY_ROUNDS):
+        file = await files.create(
+            fs.CreateFileRequest(folder_id="f", content=b"x", expiration_config=one_day)
+        )
+        expires_at = file.expires_at.ToNanoseconds()
+        clock.now = expires_at - 1
+
+        async def tick(at: int = expires_at) -> None:
+            clock.now = at
+
+        updates = [
+            files.update(
+                fs.UpdateFileRequest(
+                    file_id=file.id,
+                    update_mask=field_mask_pb2.FieldMask(paths=[f"labels.u{i}"]),
+                    labels={f"u{i}": "set"},
+                )
+            )
+            for i in range(3)
+        ]
+        racers = [*updates, tick(), *(files.sweep() for _ in range(3))]
+        order = rng.sample(range(len(racers)), len(racers))
+        results = await asyncio.gather(*(racers[i] for i in order), return_exceptions=True)
+        answered = dict(zip(order, results, strict=True))
+        acknowledged = [f"u{i}" for i in range(3) if not isinstance(answered[i], BaseException)]
+        for i in range(3):
+            assert isinstance(answered[i], (file_pb2.File, NotFound)), answered[i]
+        survivor = await files.store.get(file.id, clock.now)
+        if acknowledged:
+            assert survivor is not None, f"round {round_number}: an acknowledged Update was swept"
+            assert set(acknowledged) <= set(survivor.labels), round_number
+            outcomes["kept"] += 1
+        else:
+            assert survivor is None, round_number
+            outcomes["purged"] += 1
+    assert outcomes["kept"] and outcomes["purged"], outcomes  # both orders really happened
