@@ -53,7 +53,10 @@ def wait_serving(target: str, credentials: grpc.ChannelCredentials | None = None
 
 @contextlib.contextmanager
 def spawn(
-    command: list[str], ready: re.Pattern[str], env: dict[str, str] | None = None
+    command: list[str],
+    ready: re.Pattern[str],
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[tuple[subprocess.Popen[str], re.Match[str], list[str]]]:
     """Runs a command until it prints a line matching `ready`; SIGTERM (then SIGKILL) on exit.
 
@@ -61,7 +64,7 @@ def spawn(
     """
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -105,14 +108,79 @@ def server_process(
     *args: str,
     env: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[ServerProcess]:
-    """`python -m server` on free loopback ports, serving when yielded."""
-    command = [sys.executable, "-m", "server", "--grpc-listen", "127.0.0.1:0"]
-    command += ["--http-listen", "127.0.0.1:0", *args]
-    with spawn(command, _LISTENING, env) as (process, match, log):
+    """`python -m server` on free loopback ports (unless `env` names them), serving when
+    yielded."""
+    env = env or {}
+    command = [sys.executable, "-m", "server"]
+    for flag, variable in [
+        ("--grpc-listen", "FILES_GRPC_LISTEN"),
+        ("--http-listen", "FILES_HTTP_LISTEN"),
+    ]:
+        if variable not in env:
+            command += [flag, "127.0.0.1:0"]
+    command += args
+    with spawn(command, _LISTENING, env, cwd) as (process, match, log):
         grpc_address, http_address = f"{match[1]}:{match[2]}", f"{match[3]}:{match[4]}"
         wait_serving(grpc_address, credentials)
         yield ServerProcess(process, grpc_address, http_address, log)
+
+
+class ServerProcesses:
+    """Servers launched together by `server_processes`; `serving()` waits until all are."""
+
+    def __init__(self, count: int) -> None:
+        self._outcomes: dict[int, ServerProcess | BaseException] = {}
+        self._settled = threading.Condition()
+        self._count = count
+
+    def _settle(self, index: int, outcome: ServerProcess | BaseException) -> None:
+        with self._settled:
+            self._outcomes[index] = outcome
+            self._settled.notify_all()
+
+    def serving(self, timeout: float = 2 * STARTUP_TIMEOUT) -> list[ServerProcess]:
+        """Every server, serving, in the order of their arguments; a failed start raises here."""
+        with self._settled:
+            if not self._settled.wait_for(lambda: len(self._outcomes) == self._count, timeout):
+                raise RuntimeError(f"{self._count - len(self._outcomes)} servers did not start")
+        outcomes = [self._outcomes[index] for index in range(self._count)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [outcome for outcome in outcomes if isinstance(outcome, ServerProcess)]
+
+
+@contextlib.contextmanager
+def server_processes(*arg_lists: list[str]) -> Iterator[ServerProcesses]:
+    """`server_process` for each list of arguments, all launched at once: none waits for another
+    to be serving, as when a deployment rolls out replicas together. Yields at once, before any
+    serves; stops them all on the way out."""
+    servers = ServerProcesses(len(arg_lists))
+    stop = threading.Event()
+
+    def run(index: int, args: list[str]) -> None:
+        try:
+            with server_process(*args) as server:
+                servers._settle(index, server)
+                stop.wait()
+        except BaseException as e:  # raised in the test's thread by serving()
+            if not stop.is_set():
+                servers._settle(index, e)
+
+    threads = [
+        threading.Thread(target=run, args=(index, args), daemon=True)
+        for index, args in enumerate(arg_lists)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield servers
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def run_server_command(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -209,11 +209,20 @@ async def test_same_timestamp_files_are_ordered_by_id(files: Files) -> None:
     assert seen == sorted(ids, reverse=True)
 
 
-async def test_page_size_defaults_to_100_and_is_capped_at_1000(files: Files, clock: Clock) -> None:
-    await make_folder(files, clock, 101)
+async def test_page_size_defaults_to_100_and_is_capped_at_1000(files: Files) -> None:
+    # One more file than the cap, so an uncapped page would show it. Created concurrently:
+    # SQLite's group commit and PostgreSQL's pool then make this a few commits, not 1001.
+    created = await asyncio.gather(*(create(files) for _ in range(1001)))
+    newest_first = sorted((f.id for f in created), reverse=True)  # one timestamp: id order
     assert len((await files.list(fs.ListFilesRequest(folder_id="f1"))).files) == 100
-    big = await files.list(fs.ListFilesRequest(folder_id="f1", page_size=10**12))
-    assert len(big.files) == 101
+    for page_size in (1001, 5000, 10**12):
+        big = await files.list(fs.ListFilesRequest(folder_id="f1", page_size=page_size))
+        assert [f.id for f in big.files] == newest_first[:1000]
+        assert big.next_page_token
+    rest = await files.list(
+        fs.ListFilesRequest(folder_id="f1", page_size=5000, page_token=big.next_page_token)
+    )
+    assert [f.id for f in rest.files] == newest_first[1000:]
     with pytest.raises(InvalidArgument) as e:
         await files.list(fs.ListFilesRequest(folder_id="f1", page_size=-1))
     assert e.value.violations[0][0] == "page_size"

@@ -13,6 +13,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from server.auth import Caller
 from server.domain import NS_PER_DAY, _read_cached, plan_update
 from server.errors import InvalidArgument, NotFound
+from server.masks import quote_segment, split_path
 
 if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
@@ -93,6 +94,8 @@ UPDATE_TABLE: list[tuple[list[str] | None, dict[str, Any], dict[str, Any]]] = [
     ),
     (["labels.`team.name`"], {}, {"labels": {"a": "1", "b": "2"}}),
     (["labels.`a`"], {}, {"labels": {"b": "2", "team.name": "x"}}),
+    # A doubled backtick is one literal backtick: the key "a`b", absent, so nothing to remove.
+    (["labels.`a``b`"], {}, {}),
     (["labels.a", "labels.b"], {"labels": {"b": "5"}}, {"labels": {"b": "5", "team.name": "x"}}),
     (["labels", "labels.a"], {"labels": {"a": "7"}}, {"labels": {"a": "7"}}),
     (["expiration_config"], {"expiration_config": cfg(SINCE, 3)}, {"policy": SINCE, "ttl_days": 3}),
@@ -157,6 +160,7 @@ BAD_PATHS = [
     ("labels.a.b", "label value is a string"),
     ("labels.`unterminated", "unterminated"),
     ("labels.`a`b", "followed by"),
+    ("labels.`a`b`", "followed by"),
     ("labels.team-name", "backticks"),
     ("", "empty"),
     (".name", "empty"),
@@ -179,6 +183,34 @@ async def test_bad_mask_path_is_invalid_and_changes_nothing(
     assert [field for field, _ in e.value.violations] == ["update_mask"]
     assert repr(path) in e.value.violations[0][1]
     assert await files.get(fs.GetFileRequest(file_id=file.id)) == file
+
+
+@pytest.mark.parametrize(
+    ("path", "segments"),
+    [
+        ("labels.`a``b`", ["labels", "a`b"]),
+        ("labels.``````", ["labels", "``"]),
+        ("labels.`a.b`", ["labels", "a.b"]),
+        ("`labels`.`x`", ["labels", "x"]),
+    ],
+)
+def test_a_doubled_backtick_in_a_quoted_segment_is_one_literal_backtick(
+    path: str, segments: list[str]
+) -> None:
+    # AIP-161: inside backticks a literal backtick is written twice.
+    assert split_path(path) == segments
+    assert split_path(".".join(quote_segment(s) for s in segments)) == segments
+
+
+async def test_a_backticked_key_reaches_the_label_rules_unescaped(files: Files) -> None:
+    # "a`b" parses to a key the label rules then refuse; "a.b" is a key they accept.
+    file = await make_file(files)
+    with pytest.raises(InvalidArgument) as e:
+        await files.update(update_request(file.id, ["labels.`a``b`"], labels={"a`b": "v"}))
+    assert [field for field, _ in e.value.violations] == ["labels['a`b']"]
+    assert await files.get(fs.GetFileRequest(file_id=file.id)) == file
+    updated = await files.update(update_request(file.id, ["labels.`a.b`"], labels={"a.b": "v"}))
+    assert dict(updated.labels) == {**ORIGINAL["labels"], "a.b": "v"}
 
 
 def test_a_mask_read_once_is_checked_every_time_and_long_ones_are_not_kept() -> None:
@@ -236,6 +268,31 @@ async def test_create_applies_the_same_validation(
     with pytest.raises(InvalidArgument) as e:
         await files.create(fs.CreateFileRequest(folder_id="f", content=b"x", **fields))
     assert field in [f for f, _ in e.value.violations]
+
+
+async def test_a_merge_that_makes_65_labels_is_rejected_though_the_request_is_fine(
+    files: Files,
+) -> None:
+    # The rules hold for the merged file, not for the request: one label is fine alone.
+    full = {f"k{i}": "v" for i in range(64)}
+    file = await files.create(fs.CreateFileRequest(folder_id="f", content=b"x", labels=full))
+    with pytest.raises(InvalidArgument) as e:
+        await files.update(update_request(file.id, ["labels.extra"], labels={"extra": "v"}))
+    assert [field for field, _ in e.value.violations] == ["labels"]
+    assert await files.get(fs.GetFileRequest(file_id=file.id)) == file
+    swapped = await files.update(
+        update_request(file.id, ["labels.k0", "labels.extra"], labels={"extra": "v"})
+    )
+    del full["k0"]
+    assert dict(swapped.labels) == {**full, "extra": "v"}  # 64 again: allowed
+
+
+async def test_request_labels_outside_the_masked_keys_are_not_validated(files: Files) -> None:
+    # The other way round: 66 request labels, one key invalid, but the merge takes only "a".
+    labels = {"a": "9", "Upper": "v", **{f"k{i}": "v" for i in range(64)}}
+    file = await make_file(files)
+    updated = await files.update(update_request(file.id, ["labels.a"], labels=labels))
+    assert summary(updated) == {**ORIGINAL, "labels": {**ORIGINAL["labels"], "a": "9"}}
 
 
 async def test_invalid_value_outside_the_mask_is_ignored(files: Files) -> None:

@@ -21,13 +21,16 @@ from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import MAX_MESSAGE_BYTES
-from server.domain import NS_PER_DAY
+from server.domain import MAX_CONTENT_BYTES, NS_PER_DAY
 from server.grpc_api import new_request_id
 
 if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
 
     from tests.conftest import Running
+
+
+STATIC = common_pb2.ExpirationConfig.STATIC
 
 
 async def create(running: Running, **fields: object) -> file_pb2.File:
@@ -121,32 +124,45 @@ async def test_message_over_the_limit_is_resource_exhausted(running: Running) ->
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
 async def test_unexpected_failure_is_internal_without_details(
-    running: Running, caplog: pytest.LogCaptureFixture
+    running: Running,
+    backend: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     file = await create(running)
-    await running.server.files.store.close()  # every store call now raises
+    store = running.server.files.store
+    await store.close()  # the SQL stores now raise on every call, each in its driver's words
+    if backend == "memory":  # closing it is a no-op: fail its lookup instead, in SQL words
+
+        async def broken(*_: object) -> None:
+            raise RuntimeError("SELECT secret FROM files: no such table")
+
+        monkeypatch.setattr(store, "get", broken)
     with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as e:
         await running.stub.Get(fs.GetFileRequest(file_id=file.id))
     assert e.value.code() == grpc.StatusCode.INTERNAL
     assert e.value.details() == "internal error"
     assert "Traceback" in caplog.text
-    await running.server.files.store.open()  # so teardown can close it again
+    await store.open()  # so teardown can close it again
 
 
 async def test_health_turns_not_serving_when_shutdown_begins(running: Running) -> None:
+    # Both names: "" (the server as a whole, what load balancers ask) and the service's own.
     health = health_pb2_grpc.HealthStub(running.channel)
-    watch = health.Watch(
-        health_pb2.HealthCheckRequest(service="yandex.cloud.ai.files.v1.FileService")
-    )
-    assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+    watches = [
+        health.Watch(health_pb2.HealthCheckRequest(service=service))
+        for service in ("", "yandex.cloud.ai.files.v1.FileService")
+    ]
+    for watch in watches:
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
     stopping = asyncio.create_task(running.server.stop())
-    assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
-    # The stream then ends by itself (OK), instead of holding the grace period until
-    # server.stop() cancels it.
-    assert await watch.read() is grpc.aio.EOF
-    assert await watch.code() == grpc.StatusCode.OK
+    for watch in watches:
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # The stream then ends by itself (OK), instead of holding the grace period until
+        # server.stop() cancels it.
+        assert await watch.read() is grpc.aio.EOF
+        assert await watch.code() == grpc.StatusCode.OK
     await stopping
 
 
@@ -218,6 +234,37 @@ async def test_link_to_a_deleted_file_is_not_found(running: Running) -> None:
     status, body = await status_of(url)
     assert status == 404
     assert file.id in body
+
+
+async def test_an_expired_file_is_not_found_through_a_link_still_valid(running: Running) -> None:
+    # A link outlives the file when taken in the file's last hour: the file's expiry wins.
+    policy = common_pb2.ExpirationConfig(expiration_policy=STATIC, ttl_days=1)
+    file = await create(running, expiration_config=policy)
+    running.clock.advance(NS_PER_DAY - 60 * 10**9)
+    url = await get_url(running, file.id)
+    assert (await status_of(url))[0] == 200
+    running.clock.advance(60 * 10**9)  # the file expires; the link has most of its hour left
+    status, body = await status_of(url)
+    assert status == 404
+    assert file.id in body
+
+
+@pytest.mark.parametrize("backend", ["memory"])  # the limit is the transport's and the domain's
+async def test_content_of_exactly_128_mib_is_accepted_and_one_byte_more_refused(
+    running: Running,
+) -> None:
+    content = bytes(MAX_CONTENT_BYTES + 1)  # the one large buffer (with its slice below)
+    mime = "application/octet-stream"  # given, so no detection scans 128 MiB of zeros
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await create(running, content=content, mime_type=mime)
+    # Under gRPC's own limit (MAX_MESSAGE_BYTES), so the domain answers, naming the limit.
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {MAX_CONTENT_BYTES} allowed" in (e.value.details() or "")
+    file = await create(running, content=content[:-1], mime_type=mime)
+    del content
+    stored = await running.server.files.store.get(file.id, running.clock.now)
+    assert stored is not None and stored.size == MAX_CONTENT_BYTES
+    await running.stub.Delete(fs.DeleteFileRequest(file_id=file.id))
 
 
 async def test_content_past_grpc_default_4_mib_limit_round_trips(running: Running) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import re
 import signal
+import ssl
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -13,7 +15,8 @@ from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import GC_YOUNG_THRESHOLD, tune_gc
-from tests.support import run_server_command, server_process
+from tests.support import ROOT, run_server_command, server_process
+from tests.test_ai_studio_sdk import make_tls_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,7 +39,8 @@ def test_help_documents_every_flag_and_its_variable() -> None:
     ]:
         assert flag in result.stdout
         assert variable in result.stdout
-    assert "sqlite:///data/files.db" in result.stdout
+    for default in ["127.0.0.1:50051", "127.0.0.1:8080", "sqlite:///data/files.db"]:
+        assert re.search(rf"default\s+{re.escape(default)}\)", result.stdout), default
 
 
 def test_sqlite_store_survives_a_restart_with_nanoseconds(tmp_path: Path) -> None:
@@ -71,16 +75,57 @@ def test_sqlite_store_survives_a_restart_with_nanoseconds(tmp_path: Path) -> Non
 
 
 def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
-    env = {"FILES_STORE": "memory:", "FILES_URL_TTL": "5"}
-    with server_process(env=env) as running:
-        assert "store memory:" in running.log_text()
-        channel, files = stub(running.grpc_address)
-        with channel:
+    # No flags at all: left to the defaults, the listeners would be on 50051 and 8080 in clear.
+    ca, cert, key = make_tls_files(tmp_path)
+    env = {
+        "FILES_GRPC_LISTEN": "127.0.0.1:0",
+        "FILES_HTTP_LISTEN": "127.0.0.1:0",
+        "FILES_TLS_CERT": str(cert),
+        "FILES_TLS_KEY": str(key),
+        "FILES_STORE": "memory:",
+        "FILES_URL_TTL": "5",
+    }
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    with server_process(env=env, credentials=credentials) as running:
+        assert running.grpc_address.rpartition(":")[2] != "50051"
+        assert running.http_address.rpartition(":")[2] != "8080"
+        assert "over TLS, store memory:" in running.log_text()
+        with grpc.secure_channel(running.grpc_address, credentials) as channel:
+            files = file_service_pb2_grpc.FileServiceStub(channel)
             file = files.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
             url = files.GetUrl(fs.GetFileUrlRequest(file_id=file.id)).url
+        assert url.startswith(f"https://{running.http_address}/")
+        tls = ssl.create_default_context(cafile=ca)
+        with urllib.request.urlopen(url, context=tls) as response:
+            assert response.read() == b"x"
     expires = int(url.split("expires=")[1].split("&")[0])
     created = file.created_at.seconds
     assert created + 4 <= expires <= created + 6
+
+
+def test_links_start_with_the_public_url_and_work_on_the_listener(tmp_path: Path) -> None:
+    """Behind a load balancer or proxy, links must name the address clients reach; what follows
+    it is the listener's own path and query, so the proxy forwards the link as it is."""
+    public = "https://files.example.com/"
+    with server_process("--store", "memory:", "--public-http-url", public) as running:
+        with grpc.insecure_channel(running.grpc_address) as channel:
+            files = file_service_pb2_grpc.FileServiceStub(channel)
+            file = files.Create(fs.CreateFileRequest(folder_id="f", content=b"behind a proxy"))
+            url = files.GetUrl(fs.GetFileUrlRequest(file_id=file.id)).url
+        assert url.startswith(f"https://files.example.com/files/v1/files/{file.id}/content?")
+        forwarded = url.replace(public, f"http://{running.http_address}/", 1)
+        with urllib.request.urlopen(forwarded) as response:
+            assert response.read() == b"behind a proxy"
+
+
+def test_a_relative_sqlite_path_is_under_the_working_directory(tmp_path: Path) -> None:
+    store = "sqlite:///rel/files.db"
+    with server_process("--store", store, cwd=tmp_path) as running:
+        # Where it listens and which store, in one line: what an operator greps for.
+        wanted = [f"gRPC on {running.grpc_address}", f"HTTP on {running.http_address}", store]
+        assert [line for line in running.log if all(w in line for w in wanted)]
+    assert (tmp_path / "rel" / "files.db").is_file()
+    assert not (ROOT / "rel").exists()
 
 
 def test_sigint_stops_cleanly(tmp_path: Path) -> None:
