@@ -9,6 +9,9 @@ The keys file is TOML, written by `python -m server keys add`:
     folders = ["b1gteam", "b1gshared"]   # or ["*"] for every folder
     sha256 = "<hex of SHA-256(salt + key)>"
 
+Nothing else is accepted: a missing or unknown field, `folders` that is not a list of folder
+ids, a salt or hash that is not hex stop the server with one line naming the file and the entry.
+
 Only hashes are stored. Clients send `authorization: Api-Key <key>` or `Bearer <key>`, over
 gRPC metadata or an HTTP header alike.
 """
@@ -20,8 +23,9 @@ import hashlib
 import hmac
 import json
 import secrets
+import string
 import tomllib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.errors import Unauthenticated
 
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 
 ALL_FOLDERS = "*"
 _SCHEMES = ("api-key", "bearer")
+# The WWW-Authenticate value of an HTTP 401 (RFC 9110 section 11.6.1): the schemes accepted.
+CHALLENGE = 'Api-Key realm="files", Bearer realm="files"'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +64,49 @@ def _digest(salt: bytes, key: str) -> bytes:
     return hashlib.sha256(salt + key.encode("utf-8", "surrogatepass")).digest()
 
 
+_ENTRY_FIELDS = {"subject", "folders", "sha256"}
+
+
+def _salt(data: dict[str, Any]) -> bytes:
+    unknown = set(data) - {"salt", "key"}
+    if unknown:
+        raise ValueError(f"unknown top-level setting {sorted(unknown)[0]!r}")
+    salt = data.get("salt")
+    if not isinstance(salt, str) or not salt or not _is_hex(salt):
+        raise ValueError(f"'salt' must be a non-empty hex string, got {salt!r}")
+    return bytes.fromhex(salt)
+
+
+def _entry(item: dict[str, Any], number: int) -> _Entry:
+    subject = item.get("subject")
+    where = f"[[key]] #{number}" + (f" (subject {subject!r})" if isinstance(subject, str) else "")
+    unknown = set(item) - _ENTRY_FIELDS
+    folders = item.get("folders")
+    digest = item.get("sha256")
+    if unknown:
+        problem = f"unknown field {sorted(unknown)[0]!r}"
+    elif not isinstance(subject, str) or not subject:
+        problem = f"'subject' must be a non-empty string, got {subject!r}"
+    elif (
+        not isinstance(folders, list)
+        or not folders
+        or not all(isinstance(f, str) and f for f in folders)
+    ):
+        problem = f"'folders' must be a non-empty list of folder ids (or ['*']), got {folders!r}"
+    elif not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
+        problem = f"'sha256' must be 64 hex digits, got {digest!r}"
+    else:
+        return _Entry(
+            bytes.fromhex(digest),
+            Caller(subject, None if ALL_FOLDERS in folders else frozenset(folders)),
+        )
+    raise ValueError(f"{where}: {problem}")
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) % 2 == 0 and all(c in string.hexdigits for c in text)
+
+
 class KeyRing:
     """The keys of one file; `authenticate` checks a credential against every one of them."""
 
@@ -67,22 +116,19 @@ class KeyRing:
 
     @classmethod
     def load(cls, path: Path) -> KeyRing:
+        """Reads the keys file; anything malformed is a ValueError of one line naming the file
+        and the entry, so a server refuses to start rather than run with a key that means
+        something else (`folders = "team"` is not the folders t, e, a and m)."""
         try:
             data = tomllib.loads(path.read_text())
-            salt = bytes.fromhex(data["salt"])
-            entries = [
-                _Entry(
-                    bytes.fromhex(item["sha256"]),
-                    Caller(
-                        str(item["subject"]),
-                        None if ALL_FOLDERS in item["folders"] else frozenset(item["folders"]),
-                    ),
-                )
-                for item in data.get("key", [])
-            ]
-        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
+            salt = _salt(data)
+            entries = data.get("key", [])
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise ValueError("'key' must be [[key]] tables")
+            ring = cls(salt, [_entry(item, number) for number, item in enumerate(entries, 1)])
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as e:
             raise ValueError(f"cannot read the keys file {path}: {e}") from None
-        return cls(salt, entries)
+        return ring
 
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller a credential belongs to; raises Unauthenticated."""
@@ -126,7 +172,7 @@ def add_key(path: Path, subject: str, folders: list[str]) -> str:
             f'salt = "{secrets.token_hex(16)}"\n'
         )
         path.chmod(0o600)
-    ring_salt = bytes.fromhex(tomllib.loads(path.read_text())["salt"])
+    ring_salt = KeyRing.load(path)._salt  # a malformed file is refused, not appended to
     key = secrets.token_urlsafe(32)
     # JSON string escapes are valid TOML basic-string escapes.
     entry = (

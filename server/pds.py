@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from server.auth import CHALLENGE
 from server.domain import MAX_URL_TTL_SECONDS, Edits, NewUpload
 from server.errors import (
     Aborted,
@@ -123,7 +124,10 @@ async def pds_errors(
     try:
         return await handler(request)
     except DomainError as e:
-        return _answer(*error_body(e))
+        response = _answer(*error_body(e))
+        if isinstance(e, Unauthenticated):
+            response.headers["WWW-Authenticate"] = CHALLENGE
+        return response
     except PdsError as e:
         return _answer(e.status, {"code": e.code, "message": e.message})
     except web.HTTPException as e:

@@ -17,6 +17,7 @@ from aiohttp.multipart import BadContentDispositionHeader, BadContentDisposition
 from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
+from server.auth import CHALLENGE
 from server.errors import INTERNAL_MESSAGE, DomainError, http_status
 from server.grpc_api import REQUEST_ID, new_request_id
 from server.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
@@ -150,7 +151,7 @@ def _forwarded_metadata(request: web.Request, request_id: str) -> list[tuple[str
 def json_error(status: status_pb2.Status, request_id: str | None = None) -> web.Response:
     headers = {REQUEST_ID: request_id} if request_id else {}
     if status.code == code_pb2.UNAUTHENTICATED:
-        headers["WWW-Authenticate"] = 'Api-Key realm="files", Bearer realm="files"'
+        headers["WWW-Authenticate"] = CHALLENGE
     return web.Response(
         body=encode_status(status),
         status=http_status(status.code),

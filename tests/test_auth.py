@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
+import tomllib
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
+import aiohttp
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
+from server.app import Server, Settings
 from server.auth import ANONYMOUS, Caller, KeyRing, add_key
+from server.domain import Files
 from server.errors import NotFound, PermissionDenied, Unauthenticated
+from server.store import open_store
 from tests.support import run_client, run_server_command, server_process
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from server.domain import Files
 
 TEAM = Caller("alice", frozenset({"team"}))
 
@@ -56,11 +61,72 @@ def test_bad_credentials_are_unauthenticated(tmp_path: Path, header: str | None,
         KeyRing.load(tmp_path / "keys.toml").authenticate(header)
 
 
-def test_a_broken_keys_file_is_refused_with_its_name(tmp_path: Path) -> None:
+SALT = "salt = '00ff'\n"
+SHA = "'" + "ab" * 32 + "'"
+
+
+def key_entry(**values: str) -> str:
+    """A [[key]] table: a valid key's TOML values, but for those given ('' leaves one out)."""
+    fields = {"subject": "'a'", "folders": "['f']", "sha256": SHA, **values}
+    return "[[key]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items() if v)
+
+
+# (the file, what its error says after the file's name)
+MALFORMED = [
+    (
+        SALT + key_entry(subject="'ok'") + key_entry(folders="'team'"),
+        "[[key]] #2 (subject 'a'): 'folders' must be a non-empty list of folder ids",
+    ),
+    (SALT + key_entry(folders="[]"), "[[key]] #1 (subject 'a'): 'folders'"),
+    (SALT + key_entry(folders="['f', 1]"), "[[key]] #1 (subject 'a'): 'folders'"),
+    (SALT + key_entry(folders="['']"), "[[key]] #1 (subject 'a'): 'folders'"),
+    (SALT + key_entry(subject=""), "[[key]] #1: 'subject' must be a non-empty string"),
+    (SALT + key_entry(subject="7"), "[[key]] #1: 'subject'"),
+    (SALT + key_entry(sha256=""), "[[key]] #1 (subject 'a'): 'sha256' must be 64 hex"),
+    (SALT + key_entry(sha256="'zz'"), "[[key]] #1 (subject 'a'): 'sha256'"),
+    (SALT + key_entry(sha256="'abcd'"), "[[key]] #1 (subject 'a'): 'sha256'"),
+    (SALT + key_entry(folder="['f']"), "[[key]] #1 (subject 'a'): unknown field 'folder'"),
+    (SALT + "key = 'a'\n", "'key' must be [[key]] tables"),
+    (SALT + "[[key]\n", "(at line 2"),
+    (key_entry(), "'salt' must be a non-empty hex string, got None"),
+    ("salt = 'zz'\n", "'salt' must be a non-empty hex string, got 'zz'"),
+    ("salt = ''\n", "'salt' must be"),
+    ("salt = 12\n", "'salt' must be"),
+    (SALT + "pepper = 1\n", "unknown top-level setting 'pepper'"),
+]
+
+
+@pytest.mark.parametrize(("text", "error"), MALFORMED, ids=[error for _, error in MALFORMED])
+def test_a_malformed_keys_file_is_refused_naming_the_file_and_entry(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    """A key read as something its author did not mean (`folders = "team"` as the folders t, e,
+    a and m) grants the wrong access: the whole file is refused, in one line."""
     path = tmp_path / "keys.toml"
-    path.write_text("salt = 'zz'\n[[key]]\n")
-    with pytest.raises(ValueError, match=r"keys\.toml"):
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
         KeyRing.load(path)
+    message = str(e.value)
+    assert message.startswith(f"cannot read the keys file {path}: ")
+    assert error in message
+    assert "\n" not in message
+
+
+def test_a_malformed_keys_file_stops_the_server_and_keys_add(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text(SALT + key_entry(folders="'team'"))
+    result = run_server_command("--store", "memory:", "--auth-keys", str(path))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.endswith(
+        f"cannot start: cannot read the keys file {path}: [[key]] #1 (subject 'a'):"
+        " 'folders' must be a non-empty list of folder ids (or ['*']), got 'team'"
+    )
+    added = run_server_command(
+        "keys", "add", "--subject", "b", "--folders", "f", "--file", str(path)
+    )
+    assert (added.returncode, added.stdout) == (1, "")
+    assert path.read_text() == SALT + key_entry(folders="'team'")
 
 
 async def test_another_folder_is_forbidden_and_its_files_invisible(files: Files) -> None:
@@ -162,6 +228,72 @@ def test_the_server_authenticates_grpc_and_rest_alike(tmp_path: Path, keys: dict
         http_error.value.close()
 
 
+@pytest.fixture
+async def keyed_server(keys: dict[str, str]) -> AsyncIterator[Server]:
+    settings = Settings(
+        grpc_listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        store="memory:",
+        auth_keys=keys["path"],
+        drain_quiet_seconds=0,
+        shutdown_grace_seconds=1,
+    )
+    server = Server(settings, Files(open_store(settings.store)))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_writes_to_another_folder_look_like_a_missing_file_over_the_wire(
+    keyed_server: Server, keys: dict[str, str]
+) -> None:
+    """Update, Delete and GetUrl of a file in a folder the key may not use answer exactly as
+    for an id that does not exist (so no one learns which ids exist elsewhere) and change
+    nothing."""
+    alice = (("authorization", f"Api-Key {keys['alice']}"),)
+    root = (("authorization", f"Api-Key {keys['root']}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{keyed_server.grpc_port}") as channel:
+        stub = file_service_pb2_grpc.FileServiceStub(channel)
+        hidden = await stub.Create(
+            fs.CreateFileRequest(folder_id="elsewhere", content=b"x"), metadata=root
+        )
+        missing = "nosuchfile0000000000"
+        mask = field_mask_pb2.FieldMask(paths=["name"])
+        for file_id in (hidden.id, missing):
+            for call in (
+                stub.Update(
+                    fs.UpdateFileRequest(file_id=file_id, update_mask=mask, name="taken"),
+                    metadata=alice,
+                ),
+                stub.Delete(fs.DeleteFileRequest(file_id=file_id), metadata=alice),
+                stub.GetUrl(fs.GetFileUrlRequest(file_id=file_id), metadata=alice),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await call
+                assert e.value.code() == grpc.StatusCode.NOT_FOUND
+                assert e.value.details() == f"file {file_id!r} not found"
+
+        rest = f"http://127.0.0.1:{keyed_server.http_port}/files/v1/files"
+        headers = {"Authorization": f"Api-Key {keys['alice']}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            for file_id in (hidden.id, missing):
+                for method, url, body in (
+                    ("PATCH", f"{rest}/{file_id}", {"updateMask": "name", "name": "taken"}),
+                    ("DELETE", f"{rest}/{file_id}", None),
+                    ("GET", f"{rest}:getUrl?fileId={file_id}", None),
+                ):
+                    async with http.request(method, url, json=body) as response:
+                        assert response.status == 404, (method, url)
+                        answer = await response.json()
+                        assert (answer["code"], answer["message"]) == (
+                            5,
+                            f"file {file_id!r} not found",
+                        )
+        assert await stub.Get(fs.GetFileRequest(file_id=hidden.id), metadata=root) == hidden
+
+
 def test_the_ai_studio_sdk_with_an_api_key(tmp_path: Path, keys: dict[str, str]) -> None:
     with server_process("--store", "memory:", "--auth-keys", keys["path"]) as server:
         result = run_client(
@@ -176,13 +308,25 @@ def test_the_ai_studio_sdk_with_an_api_key(tmp_path: Path, keys: dict[str, str])
     assert seen["wrong_key_get"] == "UNAUTHENTICATED"
 
 
-def test_anonymous_server_refuses_a_non_loopback_address() -> None:
+@pytest.mark.parametrize(
+    ("grpc_listen", "http_listen"), [("0.0.0.0:0", "127.0.0.1:0"), ("127.0.0.1:0", "0.0.0.0:0")]
+)
+def test_anonymous_server_refuses_a_non_loopback_address(
+    grpc_listen: str, http_listen: str
+) -> None:
+    """Either listener alone exposes every file (REST reaches them all), so either is refused,
+    in one line that says what to do."""
     result = run_server_command(
-        "--store", "memory:", "--grpc-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"
+        "--store", "memory:", "--grpc-listen", grpc_listen, "--http-listen", http_listen
     )
     assert result.returncode == 1
-    assert "refusing to serve 0.0.0.0:0 without --auth-keys" in result.stderr
-    assert "--allow-anonymous" in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.endswith(
+        "ERROR server: cannot start: refusing to serve 0.0.0.0:0 without --auth-keys: anyone who"
+        " can connect could read and change every file (pass --allow-anonymous if that is what"
+        " you want)"
+    )
+    assert result.stdout == ""
 
 
 def test_allow_anonymous_serves_on_every_address() -> None:
@@ -209,3 +353,21 @@ def test_keys_add_prints_the_key_once(tmp_path: Path) -> None:
     assert len(key) >= 40
     assert "shown only now" in result.stderr
     assert KeyRing.load(path).authenticate(f"Api-Key {key}") == Caller("ci", frozenset({"a", "b"}))
+
+
+def test_keys_add_twice_appends_under_the_same_salt(tmp_path: Path) -> None:
+    """Adding a key must not cost anyone theirs: a rewritten file or a new salt would lock out
+    every key issued before."""
+    path = tmp_path / "keys.toml"
+    added = []
+    for subject in ("ci", "ops"):
+        result = run_server_command(
+            "keys", "add", "--subject", subject, "--folders", subject, "--file", str(path),
+            check=True,
+        )  # fmt: skip
+        added.append((result.stdout.strip(), tomllib.loads(path.read_text())["salt"]))
+    (ci, salt), (ops, salt_after) = added
+    assert salt_after == salt
+    ring = KeyRing.load(path)
+    assert ring.authenticate(f"Api-Key {ci}") == Caller("ci", frozenset({"ci"}))
+    assert ring.authenticate(f"Api-Key {ops}") == Caller("ops", frozenset({"ops"}))

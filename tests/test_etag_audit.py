@@ -18,8 +18,6 @@ from server.store import AuditEvent
 from tests.support import run_server_command, server_process
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from server.domain import Files
     from tests.conftest import Clock, Running
 
@@ -99,34 +97,76 @@ async def test_etag_and_if_match_over_grpc_and_rest(running: Running) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await running.stub.Update(rename(file.id, "m"), metadata=(("if-match", etag(file)),))
     assert e.value.code() == grpc.StatusCode.ABORTED
+    # ABORTED means nothing was written, not merely that the answer was withheld.
+    assert await running.stub.Get(fs.GetFileRequest(file_id=file.id)) == renamed
 
     url = f"http://127.0.0.1:{running.server.http_port}/files/v1/files/{file.id}"
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as response:
             assert response.headers["ETag"] == etag(renamed)
+            before = await response.json()
         body = {"updateMask": "name", "name": "o"}
         async with http.patch(url, json=body, headers={"If-Match": etag(file)}) as response:
             assert response.status == 412
             assert (await response.json())["code"] == 10
+        async with http.get(url) as response:
+            assert await response.json() == before
         async with http.patch(url, json=body, headers={"If-Match": etag(renamed)}) as response:
             assert response.status == 200
             assert response.headers["ETag"] != etag(renamed)
 
 
-def test_audit_command_prints_the_history(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'f.db'}"
+async def test_a_stale_if_match_keeps_delete_from_deleting(running: Running) -> None:
+    """Delete is the write a lost update hurts most: over gRPC and REST alike a stale etag must
+    leave the file in place, not just answer with an error."""
+    file = await running.stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    running.clock.advance(1)
+    renamed = await running.stub.Update(rename(file.id, "n"))
+    stale = (("if-match", etag(file)),)
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await running.stub.Delete(fs.DeleteFileRequest(file_id=file.id), metadata=stale)
+    assert e.value.code() == grpc.StatusCode.ABORTED
+    assert await running.stub.Get(fs.GetFileRequest(file_id=file.id)) == renamed
+
+    url = f"http://127.0.0.1:{running.server.http_port}/files/v1/files/{file.id}"
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(url, headers={"If-Match": etag(file)}) as response:
+            assert response.status == 412
+            assert (await response.json())["code"] == 10
+        async with http.get(url) as response:
+            assert response.status == 200
+            assert response.headers["ETag"] == etag(renamed)
+    assert await running.stub.Get(fs.GetFileRequest(file_id=file.id)) == renamed
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_audit_command_prints_the_history(store_url: str) -> None:
+    """The command reads the log the server wrote, from either shared store; a nested mask path
+    is recorded as exactly itself."""
     with (
-        server_process("--store", store) as server,
+        server_process("--store", store_url) as server,
         grpc.insecure_channel(server.grpc_address) as channel,
     ):
         stub = file_service_pb2_grpc.FileServiceStub(channel)
         file = stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
         stub.Update(rename(file.id, "audited"), metadata=(("x-request-id", "req-42"),))
-    result = run_server_command("audit", "--file", file.id, "--store", store, check=True)
+        ttl = fs.UpdateFileRequest(
+            file_id=file.id,
+            update_mask=field_mask_pb2.FieldMask(paths=["expiration_config.ttl_days"]),
+        )
+        ttl.expiration_config.ttl_days = file.expiration_config.ttl_days + 1
+        stub.Update(ttl, metadata=(("x-request-id", "req-43"),))
+    result = run_server_command("audit", "--file", file.id, "--store", store_url, check=True)
     lines = result.stdout.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert "create" in lines[0] and "anonymous" in lines[0]
     assert lines[1].split()[1:] == ["update", "anonymous", "name", "request=req-42"]
-    missing = run_server_command("audit", "--file", "nope", "--store", store)
+    assert lines[2].split()[1:] == [
+        "update",
+        "anonymous",
+        "expiration_config.ttl_days",
+        "request=req-43",
+    ]
+    missing = run_server_command("audit", "--file", "nope", "--store", store_url)
     assert missing.returncode == 1
     assert "no audit records for file 'nope'" in missing.stderr

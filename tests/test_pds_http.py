@@ -476,6 +476,15 @@ async def test_bearer_keys_and_isolation(keyed: tuple[str, dict[str, str]]) -> N
         for anonymous in (Pds(session, base), Pds(session, base, "wrong")):
             status, error = await anonymous.call("list", {"drive_id": "d1"})
             assert (status, error["code"]) == (401, "AccessTokenInvalid")
+        # RFC 9110 section 15.5.2: a 401 names the schemes to use, as the REST face's does.
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with session.post(
+                f"{base}/v2/file/list", json={"drive_id": "d1"}, headers=headers
+            ) as response:
+                assert response.status == 401
+                assert response.headers["WWW-Authenticate"] == (
+                    'Api-Key realm="files", Bearer realm="files"'
+                )
         elsewhere = await root.upload("secret", b"x", drive="d2")
         status, error = await alice.call("list", {"drive_id": "d2"})
         assert (status, error["code"]) == (403, "Forbidden")

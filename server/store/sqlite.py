@@ -294,6 +294,22 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
 
+    async def writer_pragmas(self) -> tuple[str, int]:
+        """`(journal_mode, synchronous)` of the connection every commit goes through, read on
+        its own thread: what makes a write durable once its caller hears back."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+
+        def read() -> tuple[str, int]:
+            conn = self._write_conn
+            if conn is None:
+                raise RuntimeError("store is not open")
+            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+            (synchronous,) = conn.execute("PRAGMA synchronous").fetchone()
+            return str(mode), int(synchronous)
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, read)
+
     async def close(self) -> None:
         for pool in (self._writer, self._readers):
             if pool is not None:
