@@ -21,12 +21,41 @@ from server.store import open_store
 from tests.postgres import Cluster, ClusterError, start_cluster
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Generator, Iterator
     from pathlib import Path
 
     from server.store import FileStore
 
 BACKENDS = ["memory", "sqlite", "postgres"]
+NEVER_SKIPPED = "tests are never skipped here"
+
+
+def _fail_if_skipped(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """A skip (or xfail, a skip by another name) reads as a pass in a green run; here it fails."""
+    if not report.skipped:
+        return
+    longrepr = report.longrepr
+    reason = getattr(report, "wasxfail", None) or (
+        longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    ).removeprefix("Skipped: ")
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail  # else the terminal still shows it as an expected failure
+    report.outcome = "failed"
+    report.longrepr = f"{NEVER_SKIPPED}: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _fail_if_skipped(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report() -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _fail_if_skipped(report)
+    return report
 
 
 class Clock:

@@ -3,8 +3,8 @@
 The cluster lives in a temp dir owned by the `postgres` user (the server refuses to run as
 root, so a root test run drops to that user with `runuser`), listens on a free loopback port
 and on a unix socket in the same dir, trusts every local connection and skips fsync: it holds
-nothing worth keeping. The binaries come from Debian's `postgresql` package (CI installs it);
-FILES_TEST_PG_BIN points elsewhere.
+nothing worth keeping. The binaries come from Debian's `postgresql` package (CI installs it),
+the newest major version installed; FILES_TEST_PG_BIN points elsewhere.
 """
 
 from __future__ import annotations
@@ -19,8 +19,24 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("FILES_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DEBIAN_PG = Path("/usr/lib/postgresql")
 OS_USER = "postgres"
+
+
+def _major(bin_dir: Path) -> tuple[int, ...]:
+    """(16,) for /usr/lib/postgresql/16/bin, (9, 6) for 9.6; () for a dir that is no version."""
+    parts = bin_dir.parent.name.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
+
+
+def _newest_debian_bin() -> Path:
+    """The bin dir of the newest major version with an initdb (Debian installs them side by
+    side), or the pattern a missing install would match, for the error message."""
+    found = [d for d in DEBIAN_PG.glob("*/bin") if _major(d) and (d / "initdb").exists()]
+    return max(found, key=_major, default=DEBIAN_PG / "*" / "bin")
+
+
+PG_BIN = Path(os.environ.get("FILES_TEST_PG_BIN") or _newest_debian_bin())
 
 
 class ClusterError(RuntimeError):
@@ -40,7 +56,7 @@ class Cluster:
         initdb = PG_BIN / "initdb"
         if not initdb.exists():
             raise ClusterError(
-                f"{initdb} is missing: the PostgreSQL tests need PostgreSQL 15 "
+                f"{initdb} is missing: the PostgreSQL tests need PostgreSQL "
                 "(`apt-get install postgresql`, which .ci/run does), or set FILES_TEST_PG_BIN"
                 " to the bin dir of another install"
             )

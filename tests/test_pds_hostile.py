@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.inprocess import ThreadedServer, threaded_server
+from tests.conftest import BACKENDS
+from tests.inprocess import ThreadedServer, store_for, threaded_server
 from tests.test_hostile import HYPOTHESIS
 
 if TYPE_CHECKING:
@@ -90,9 +91,16 @@ values = st.recursive(
 )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    with threaded_server(f"sqlite:///{tmp_path_factory.mktemp('pds')}/files.db") as server:
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
+    backend = str(request.param)
+    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
+    with (
+        store_for(backend, str(tmp_path_factory.mktemp("pds")), cluster) as url,
+        threaded_server(url) as server,
+    ):
         yield server
 
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from server.auth import add_key
+from tests.conftest import BACKENDS
+from tests.inprocess import store_for
 from tests.support import run_client, server_process
 
 if TYPE_CHECKING:
@@ -33,12 +35,14 @@ UPDATABLE = ("name", "description", "labels", "hidden", "starred", "local_modifi
 UNCHANGING = ("drive_id", "file_id", "created_at", "size", "content_hash", "content_type")
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Report:
-    store = "memory:"
-    if request.param == "sqlite":
-        store = f"sqlite:///{tmp_path_factory.mktemp('pds') / 'f.db'}"
-    with server_process("--store", store) as server:
+    backend = str(request.param)
+    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
+    with (
+        store_for(backend, str(tmp_path_factory.mktemp("pds")), cluster) as store,
+        server_process("--store", store) as server,
+    ):
         result = run_client("pds_sdk.py", "files", server.http_address, DRIVE, timeout=120)
     observed: Report = json.loads(result.stdout)
     observed["http_address"] = server.http_address

@@ -22,7 +22,8 @@ from google.rpc import code_pb2
 from hypothesis import strategies as st
 
 from server.http_api import MAX_BODY_BYTES
-from tests.inprocess import Reply, ThreadedServer, threaded_server
+from tests.conftest import BACKENDS
+from tests.inprocess import Reply, ThreadedServer, store_for, threaded_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,9 +32,16 @@ CONTENT = base64.b64encode(b"hello").decode()
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    with threaded_server(f"sqlite:///{tmp_path_factory.mktemp('rest')}/files.db") as server:
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
+    backend = str(request.param)
+    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
+    with (
+        store_for(backend, str(tmp_path_factory.mktemp("rest")), cluster) as url,
+        threaded_server(url) as server,
+    ):
         yield server
 
 

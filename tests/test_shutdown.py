@@ -16,9 +16,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import pytest
 from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
@@ -29,7 +31,6 @@ from tests.support import server_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 
 GRACE = 20.0
@@ -161,11 +162,13 @@ def check_after_restart(
             assert labels.get(key) == (value if result is not None else None), key
 
 
-def test_sigterm_drains_in_flight_writes_and_refuses_new_calls(tmp_path: Path) -> None:
-    db = tmp_path / "files.db"
-    store = f"sqlite:///{db}"
+# Replicas restart one at a time on PostgreSQL, a lone server on SQLite: both must drain.
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigterm_drains_in_flight_writes_and_refuses_new_calls(
+    backend: str, store_url: str
+) -> None:
     rng = random.Random(7)
-    with server_process("--store", store, "--shutdown-grace", str(GRACE)) as server:
+    with server_process("--store", store_url, "--shutdown-grace", str(GRACE)) as server:
         channels = [grpc.insecure_channel(server.grpc_address) for _ in range(CHANNELS)]
         try:
             stub = file_service_pb2_grpc.FileServiceStub(channels[0])
@@ -197,8 +200,9 @@ def test_sigterm_drains_in_flight_writes_and_refuses_new_calls(tmp_path: Path) -
     assert "stopped" in log
     assert "Traceback" not in log
     assert stopped_after < GRACE
-    # The last connection to close folds the WAL back into the database: a clean close.
-    assert not db.with_name("files.db-wal").exists()
+    if backend == "sqlite":
+        # The last connection to close folds the WAL back into the database: a clean close.
+        assert not Path(f"{store_url.removeprefix('sqlite:///')}-wal").exists()
 
     drained = [
         c
@@ -212,7 +216,7 @@ def test_sigterm_drains_in_flight_writes_and_refuses_new_calls(tmp_path: Path) -
         f" after SIGTERM; {refused} refused; stopped {stopped_after:.2f}s after the signal"
     )
 
-    check_after_restart(store, shared_id, calls, results)
+    check_after_restart(store_url, shared_id, calls, results)
 
 
 def test_a_call_still_running_when_the_grace_period_ends_is_cut_off() -> None:

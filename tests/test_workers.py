@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
@@ -24,15 +25,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_two_workers_share_the_ports_and_the_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])  # memory: is refused, below
+def test_two_workers_share_the_ports_and_the_store(store_url: str) -> None:
     grpc_address = f"127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "server", "--workers", "2", "--grpc-listen", grpc_address]
-    command += [
-        "--http-listen",
-        f"127.0.0.1:{free_port()}",
-        "--store",
-        f"sqlite:///{tmp_path}/f.db",
-    ]
+    command += ["--http-listen", f"127.0.0.1:{free_port()}", "--store", store_url]
     with spawn(command, re.compile(r"started 2 workers: (\d+), (\d+)")) as (process, match, log):
         pids = {match[1], match[2]}
         wait_serving(grpc_address)
