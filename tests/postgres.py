@@ -3,7 +3,7 @@
 The cluster lives in a temp dir owned by the `postgres` user (the server refuses to run as
 root, so a root test run drops to that user with `runuser`), listens on a free loopback port
 and on a unix socket in the same dir, trusts every local connection and skips fsync: it holds
-nothing worth keeping. The binaries come from Debian's `postgresql` package (CI installs it),
+nothing worth keeping. The binaries come from Debian's `postgresql` package (make test installs it),
 the newest major version installed; FILES_TEST_PG_BIN points elsewhere.
 """
 
@@ -57,7 +57,7 @@ class Cluster:
         if not initdb.exists():
             raise ClusterError(
                 f"{initdb} is missing: the PostgreSQL tests need PostgreSQL "
-                "(`apt-get install postgresql`, which .ci/run does), or set FILES_TEST_PG_BIN"
+                "(`apt-get install postgresql`, which make test does when it may), or set FILES_TEST_PG_BIN"
                 " to the bin dir of another install"
             )
         self._as_user: list[str] = []
