@@ -3,8 +3,8 @@
 The cluster lives in a temp dir owned by the `postgres` user (the server refuses to run as
 root, so a root test run drops to that user with `runuser`), listens on a free loopback port
 and on a unix socket in the same dir, trusts every local connection and skips fsync: it holds
-nothing worth keeping. The binaries come from Debian's `postgresql` package (make test installs it),
-the newest major version installed; FILES_TEST_PG_BIN points elsewhere.
+nothing worth keeping. The binaries come from Debian's `postgresql` package (make test
+installs it), the newest major version installed; FILES_TEST_PG_BIN points elsewhere.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class Cluster:
         if not initdb.exists():
             raise ClusterError(
                 f"{initdb} is missing: the PostgreSQL tests need PostgreSQL "
-                "(`apt-get install postgresql`, which make test does when it may), or set FILES_TEST_PG_BIN"
-                " to the bin dir of another install"
+                "(`apt-get install postgresql`, which make test does when it may), or set"
+                " FILES_TEST_PG_BIN to the bin dir of another install"
             )
         self._as_user: list[str] = []
         owner: pwd.struct_passwd | None = None
