@@ -17,11 +17,13 @@ Get on a throwaway PostgreSQL cluster, against the floor and with one replica ag
     python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~7 minutes)
     python -m bench.run --quick       # every scenario once, at the headline concurrency (~30 s)
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
+    python -m bench.run --scenarios none --no-scale --postgres-url URL   # ... on your database
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -152,6 +154,7 @@ class Settings:
     quick: bool
     postgres: bool
     sqlite_floor: bool
+    postgres_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -605,8 +608,14 @@ def _at_headline(
 
 
 def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
-    """Update and Get on a throwaway PostgreSQL cluster: against the floor, and one replica
-    against two on the same database (connections split between them)."""
+    """Update and Get on PostgreSQL: against the floor, and one replica against two on the same
+    database (connections split between them). On --postgres-url's database if given, else on a
+    throwaway cluster."""
+    work = tmp / "postgres"
+    work.mkdir()
+    if settings.postgres_url:
+        points = _postgres_points(settings, work, settings.postgres_url)
+        return {"cluster": "given by --postgres-url", **points}
     # The tests' cluster (initdb and pg_ctl as the postgres user, fsync off): a bench measures
     # the server's work, not this VM's disk.
     from tests.postgres import ClusterError, start_cluster  # noqa: PLC0415 (only with --postgres)
@@ -615,27 +624,38 @@ def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
         cluster = start_cluster()
     except ClusterError as e:
         raise SystemExit(f"--postgres: {e}") from None
-    work = tmp / "postgres"
-    work.mkdir()
     try:
-        url = cluster.url(cluster.database())
-        processes = [start_floor(), start_ours(url), start_ours(url, name="replica 2")]
-        with _targets(processes, work) as targets:
-            set_up_ours(targets[1])
-            for other in (targets[0], targets[2]):
-                other.ids = dict(targets[1].ids)
-            floor_points = _at_headline(targets[:2], ("update", "get"), settings)
-            one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
-            replica_points = _at_headline([one, two], ("update", "get"), settings)
-        version = cluster.psql("SHOW server_version").strip()
+        points = _postgres_points(settings, work, cluster.url(cluster.database()))
     finally:
         cluster.destroy()
+    cluster_text = "throwaway, in /tmp; fsync=off, synchronous_commit=off, full_page_writes=off"
+    return {"cluster": cluster_text, **points}
+
+
+def _postgres_points(settings: Settings, work: Path, url: str) -> dict[str, Any]:
+    processes = [start_floor(), start_ours(url), start_ours(url, name="replica 2")]
+    with _targets(processes, work) as targets:
+        set_up_ours(targets[1])
+        for other in (targets[0], targets[2]):
+            other.ids = dict(targets[1].ids)
+        floor_points = _at_headline(targets[:2], ("update", "get"), settings)
+        one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
+        replica_points = _at_headline([one, two], ("update", "get"), settings)
     return {
-        "server_version": version,
-        "cluster": "throwaway, in /tmp; fsync=off, synchronous_commit=off, full_page_writes=off",
+        "server_version": asyncio.run(_server_version(url)),
         "floor_points": floor_points,
         "replica_points": replica_points,
     }
+
+
+async def _server_version(url: str) -> str:
+    import asyncpg  # noqa: PLC0415 (only with --postgres)
+
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
 
 
 def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
@@ -816,6 +836,12 @@ def parse_args(argv: list[str]) -> Settings:
         " or --concurrency)",
     )
     parser.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="run the PostgreSQL part (implied) on this empty database rather than on a"
+        " throwaway cluster: postgresql://user:password@host:port/database",
+    )
+    parser.add_argument(
         "--sqlite-floor",
         action=argparse.BooleanOptionalAction,
         help="Update and Get on the floor against the floor plus the least SQLite work"
@@ -852,8 +878,9 @@ def parse_args(argv: list[str]) -> Settings:
         scale=full_run if args.scale is None else args.scale,
         scale_files=args.scale_files,
         quick=args.quick,
-        postgres=full_run if args.postgres is None else args.postgres,
+        postgres=(full_run or bool(args.postgres_url)) if args.postgres is None else args.postgres,
         sqlite_floor=full_run if args.sqlite_floor is None else args.sqlite_floor,
+        postgres_url=args.postgres_url,
     )
 
 

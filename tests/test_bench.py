@@ -170,6 +170,45 @@ def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
     assert "| **Update name+description** | 16x8 |" in result.stdout
 
 
+def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    require_h2load()
+    result = bench(
+        *("--scenarios", "none", "--no-scale", "--postgres-url", postgres_database),
+        *(
+            "--rounds",
+            "1",
+            "--duration",
+            "1",
+            "--warm-up",
+            "0",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    assert report["failures"] == 0
+    postgres = report["postgres"]
+    assert postgres["server_version"] and postgres["cluster"] == "given by --postgres-url"
+    sides = {"floor_points": ["floor", "ours"], "replica_points": ["1 replica", "2 replicas"]}
+    for part, names in sides.items():
+        assert [p["scenario"] for p in postgres[part]] == ["update", "get"]
+        for point in postgres[part]:
+            assert point["sides"] == names
+            assert point["ratio"] > 0
+    for point in postgres["replica_points"]:
+        # Two replicas are loaded at once, each with its share of the connections.
+        for name, replicas in (("1 replica", 1), ("2 replicas", 2)):
+            (run,) = point[name]["rounds"]
+            assert len(run["replica_rps"]) == replicas and all(run["replica_rps"])
+    assert f"PostgreSQL {postgres['server_version']} (given by --postgres-url)" in result.stdout
+    assert "| scenario | conns x streams | 1 replica req/s | 2 replicas req/s |" in result.stdout
+    assert "| **Get** | 16x8 |" in result.stdout
+
+
 def test_a_failed_call_is_http_200_to_h2load_but_carries_no_message(tmp_path: Path) -> None:
     """Why the harness counts DATA bytes: h2load sees an UNIMPLEMENTED call as a success."""
     require_h2load()

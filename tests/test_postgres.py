@@ -9,29 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import os
+import tracemalloc
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
+from server.domain import NS_PER_DAY, Files
 from server.errors import Unavailable
 from server.store import open_store
-from tests.support import run_server_command, server_process
+from server.store.postgres import MIGRATIONS
+from tests.support import run_server_command, server_process, server_processes
 from tests.test_store import NOW, record
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
-    from server.store import FileRecord, FileStore
-    from tests.conftest import Running
+    from server.store import FileStore
+    from tests.conftest import Clock, Running
     from tests.postgres import Cluster
+
+
+BIG = 128 * 2**20
 
 
 @pytest.fixture
@@ -68,20 +77,68 @@ async def test_everything_is_kept_across_a_reopen(store_url: str) -> None:
         await second.close()
 
 
-async def test_updates_through_two_replicas_lose_nothing(
-    replicas: tuple[FileStore, FileStore],
+async def test_128_mib_goes_in_and_out_in_rows_never_as_a_second_copy(
+    store: FileStore, store_url: str
 ) -> None:
-    await replicas[0].create(record(labels={}), b"x")
+    """Content streams as 1 MiB rows both ways (server/store/postgres.py; `python -m
+    bench.pg_content` measures +17 MiB to put 128 MiB and +4 MiB to read it): half a copy is
+    far above either, and any second copy of the content goes beyond it."""
+    content = os.urandom(BIG)  # incompressible: PostgreSQL keeps every byte
+    big = record(size=BIG)
+    tracemalloc.start()  # it sees asyncpg's buffers too: they are PyMem allocations
+    try:
+        await store.create(big, content)
+        put_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        read = await store.content(big.id, NOW)
+        # The result is the caller's own copy: what the store holds besides it counts.
+        read_peak = tracemalloc.get_traced_memory()[1] - before - BIG
+    finally:
+        tracemalloc.stop()
+    digest = hashlib.sha256(content).digest()
+    conn = await asyncpg.connect(store_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT sha256(string_agg(data, '' ORDER BY seq)) FROM contents WHERE file_id = $1",
+            big.id,
+        )
+    finally:
+        await conn.close()
+    assert stored == digest  # what went in, hashed by PostgreSQL
+    assert read is not None and hashlib.sha256(read).digest() == digest
+    assert put_peak < BIG // 2, f"a 128 MiB put took {put_peak / 2**20:.0f} MiB more"
+    assert read_peak < BIG // 2, f"a 128 MiB read took {read_peak / 2**20:.0f} MiB more"
 
-    def add_label(key: str) -> Callable[[FileRecord], FileRecord]:
-        return lambda r: r._replace(labels={**r.labels, key: key})
 
-    keys = [f"k{i}" for i in range(40)]
-    await asyncio.gather(
-        *(replicas[i % 2].update(record().id, NOW, add_label(key)) for i, key in enumerate(keys))
-    )
-    final = await replicas[1].get(record().id, NOW)
-    assert final is not None and dict(final.labels) == {k: k for k in keys}
+async def test_updates_of_other_fields_through_two_replicas_lose_nothing(
+    replicas: tuple[FileStore, FileStore], clock: Clock
+) -> None:
+    """Every Update reads the file, changes what its mask names and writes it back: without the
+    row lock, one replica writes back what it read over what the other committed meanwhile.
+    Here no two masks overlap, yet labels share a column, and each Update moves a
+    SINCE_LAST_ACTIVE file's expiry by the ttl it read."""
+    files = [Files(replica, clock=clock) for replica in replicas]
+    created = await files[0].create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    clock.advance(10**9)  # the Updates' expiry differs from the one Create set
+
+    def update(path: str, **fields: Any) -> fs.UpdateFileRequest:
+        mask = field_mask_pb2.FieldMask(paths=[path])
+        return fs.UpdateFileRequest(file_id=created.id, update_mask=mask, **fields)
+
+    keys = [f"k{i}" for i in range(30)]
+    requests = [update(f"labels.{key}", labels={key: key}) for key in keys]
+    requests[5:5] = [update("name", name="renamed")]
+    requests[15:15] = [update("description", description="described")]
+    ttl = common_pb2.ExpirationConfig(ttl_days=30)
+    requests[25:25] = [update("expiration_config.ttl_days", expiration_config=ttl)]
+    await asyncio.gather(*(files[i % 2].update(r) for i, r in enumerate(requests)))
+
+    final = await files[1].get(fs.GetFileRequest(file_id=created.id))
+    assert (final.name, final.description) == ("renamed", "described")
+    assert final.expiration_config.ttl_days == 30
+    assert final.expires_at.ToNanoseconds() == clock.now + 30 * NS_PER_DAY
+    assert dict(final.labels) == {key: key for key in keys}
 
 
 async def test_sweep_passes_over_a_file_another_replica_is_extending(
@@ -103,15 +160,29 @@ async def test_sweep_passes_over_a_file_another_replica_is_extending(
     assert await store.get(record().id, NOW) is not None
 
 
-async def test_replicas_sweeping_together_purge_each_file_once(
-    replicas: tuple[FileStore, FileStore], monkeypatch: pytest.MonkeyPatch
+async def test_replicas_sweeping_together_pass_over_held_files_and_purge_the_rest_once(
+    replicas: tuple[FileStore, FileStore], store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("server.store.postgres.PURGE_BATCH", 7)
-    for i in range(50):
-        await replicas[i % 2].create(record(f"f{i:019}", expires_at_ns=NOW), b"x")
+    ids = [f"f{i:019}" for i in range(50)]
+    for i, file_id in enumerate(ids):
+        await replicas[i % 2].create(record(file_id, expires_at_ns=NOW), b"x")
     await replicas[0].create(record("lasting"), b"x")
-    counts = await asyncio.gather(*(r.purge_expired(NOW) for r in (*replicas, *replicas)))
-    assert sum(counts) == 50
+    held = ids[::5]  # in every batch
+    other = await asyncpg.connect(store_url)
+    try:
+        async with other.transaction():
+            # Updates in flight on another replica hold these rows: the sweeps go round them,
+            # batch after batch, rather than wait for them.
+            await other.execute("SELECT 1 FROM files WHERE id = ANY($1) FOR UPDATE", held)
+            sweeps = (r.purge_expired(NOW) for r in (*replicas, *replicas))
+            counts = await asyncio.wait_for(asyncio.gather(*sweeps), timeout=10)
+            assert sum(counts) == len(ids) - len(held)  # each of the others once
+            left = await other.fetch("SELECT id FROM files WHERE expires_at_ns <= $1", NOW)
+            assert sorted(row[0] for row in left) == held
+        assert await replicas[1].purge_expired(NOW) == len(held)  # the next sweep's
+    finally:
+        await other.close()
     assert await replicas[1].list("folder", NOW - 1, 100, None) == [record("lasting")]
 
 
@@ -265,6 +336,94 @@ def test_two_server_processes_on_one_database_act_as_one(postgres_database: str)
         http_error.value.close()
         assert http_error.value.code == 404
     assert a.process.returncode == b.process.returncode == 0
+
+
+async def test_two_servers_starting_at_once_on_an_empty_database_migrate_it_once(
+    postgres_database: str,
+) -> None:
+    """Two replicas launched together on an empty database. A lock held here on the catalog
+    stalls any CREATE TABLE until both are inside their start-up migration, so they meet there
+    however the machine schedules them; then both serve one schema, migrated once."""
+    gate = await asyncpg.connect(postgres_database)
+    try:
+        held = gate.transaction()
+        await held.start()
+        await gate.execute("LOCK TABLE pg_catalog.pg_class IN SHARE MODE")
+        with server_processes(*[["--store", postgres_database]] * 2) as starting:
+            try:
+                await asyncio.wait_for(_until_waiting_for_locks(gate, 2), timeout=60)
+            finally:
+                await held.rollback()
+            a, b = await asyncio.to_thread(starting.serving)
+            versions = await gate.fetch("SELECT version FROM schema_version ORDER BY version")
+            assert [row[0] for row in versions] == list(range(1, len(MIGRATIONS) + 1))
+            with grpc.insecure_channel(a.grpc_address) as channel:
+                stub = file_service_pb2_grpc.FileServiceStub(channel)
+                created = stub.Create(fs.CreateFileRequest(folder_id="f", content=b"shared"))
+                link = stub.GetUrl(fs.GetFileUrlRequest(file_id=created.id)).url
+            # One signing secret: a link one replica signed downloads from the other.
+            with urllib.request.urlopen(link.replace(a.http_address, b.http_address)) as response:
+                assert response.read() == b"shared"
+    finally:
+        await gate.close()
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["--pool-size", "FILES_POOL_SIZE"])
+async def test_a_server_opens_no_more_connections_than_its_pool_size(
+    postgres_database: str, from_env: bool
+) -> None:
+    args, env = ([], {"FILES_POOL_SIZE": "3"}) if from_env else (["--pool-size", "3"], None)
+    observer = await asyncpg.connect(postgres_database)
+    try:
+        with (
+            server_process("--store", postgres_database, *args, env=env) as server,
+            grpc.insecure_channel(server.grpc_address) as channel,
+        ):
+            stub = file_service_pb2_grpc.FileServiceStub(channel)
+            file = stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+            async with observer.transaction():
+                # Each Update of the burst holds a connection while it waits for this row lock.
+                await observer.execute("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", file.id)
+                burst = [
+                    stub.Update.future(
+                        fs.UpdateFileRequest(
+                            file_id=file.id,
+                            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.k{i}"]),
+                            labels={f"k{i}": "v"},
+                        )
+                    )
+                    for i in range(8)
+                ]
+                await asyncio.wait_for(_until_waiting_for_locks(observer, 3), timeout=30)
+                assert await _sessions(observer) == 3
+                with pytest.raises(grpc.RpcError) as e:  # no fourth connection for a Get either
+                    stub.Get(fs.GetFileRequest(file_id=file.id), timeout=1)
+                code = e.value.code()  # type: ignore[attr-defined]
+                assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+            for update in burst:
+                update.result(timeout=30)
+            assert await _sessions(observer) <= 3
+    finally:
+        await observer.close()
+
+
+async def _sessions(conn: asyncpg.Connection, waiting: bool = False) -> int:
+    """How many other connections to conn's database are open (or waiting for a lock)."""
+    # Within a transaction pg_stat_activity lists the sessions of its first read: new ones
+    # (the server's pool growing) show only once told to read afresh.
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            + (" AND wait_event_type = 'Lock'" if waiting else "")
+        )
+    )
+
+
+async def _until_waiting_for_locks(conn: asyncpg.Connection, count: int) -> None:
+    while await _sessions(conn, waiting=True) < count:
+        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("database", ["no_such_database", None])

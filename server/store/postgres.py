@@ -12,22 +12,23 @@ Times are BIGINT nanoseconds, since `timestamptz` keeps only microseconds. Label
 `text` cannot.
 
 Content is `bytea` cut into rows of `CHUNK_BYTES` in a table of its own, not large objects and
-not one `bytea` value per file. One value of 128 MiB is encoded whole into asyncpg's buffers
-on its way out: measured, a 128 MiB insert peaks at +380 MiB of client memory and takes 3 s,
-against +17 MiB and 0.7 s as 1 MiB rows. Large objects would stream too, but nothing owns
-them: every delete and every sweep would have to `lo_unlink` in the same transaction or leak
-(or rely on the `lo` extension's trigger), and asyncpg has no large-object API, so the bytes
-would travel as `bytea` arguments of `lo_put`/`lo_get` anyway. Chunk rows are ordinary rows:
-they go with their file by `ON DELETE CASCADE`, in the same transaction, under the same locks,
-in every `pg_dump`. Reads go chunk by chunk through a cursor into one buffer of the file's size,
-so a download holds one copy of the content and one chunk, not the rows and their join.
+not one `bytea` value per file. One value of 128 MiB is encoded whole into asyncpg's buffers on
+its way out: a 128 MiB insert peaks at +380 MiB of client memory and takes 3 s, against +17 MiB
+and 0.7 s as 1 MiB rows, and reading it back costs +128 MiB besides the result against +4 MiB
+(`python -m bench.pg_content URL` measures both; tests/test_postgres.py bounds the rows' figures).
+Large objects would stream too, but nothing owns them: every delete and every sweep would have to
+`lo_unlink` in the same transaction or leak (or rely on the `lo` extension's trigger), and asyncpg
+has no large-object API, so the bytes would travel as `bytea` arguments of `lo_put`/`lo_get`
+anyway. Chunk rows are ordinary rows: they go with their file by `ON DELETE CASCADE`, in the same
+transaction, under the same locks, in every `pg_dump`. Reads go chunk by chunk through a cursor
+into one buffer of the file's size, so a download holds one copy of the content and one chunk, not
+the rows and their join.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -45,6 +46,7 @@ from server.store import (
     Upload,
     audit_row,
     changed_columns,
+    content_hash,
     pending_migrations,
     record_row,
     row_record,
@@ -219,16 +221,29 @@ async def _insert(
 
 
 async def _backfill_hashes(conn: asyncpg.pool.PoolConnectionProxy) -> None:
-    """Files stored before content hashes existed get theirs, one file's chunks at a time."""
-    for (file_id,) in await conn.fetch("SELECT id FROM files WHERE content_hash = ''"):
-        digest = hashlib.sha1(usedforsecurity=False)
-        for (data,) in await conn.fetch(
-            "SELECT data FROM contents WHERE file_id = $1 ORDER BY seq", file_id
-        ):
-            digest.update(data)
-        await conn.execute(
-            "UPDATE files SET content_hash = $2 WHERE id = $1", file_id, digest.hexdigest().upper()
-        )
+    """Files stored before content hashes existed get theirs, one file's content at a time."""
+    for file_id, size in await conn.fetch(
+        "SELECT id, (SELECT coalesce(sum(octet_length(data)), 0) FROM contents"
+        " WHERE file_id = files.id) FROM files WHERE content_hash = ''"
+    ):
+        digest = content_hash(await _gather(conn, file_id, size))
+        await conn.execute("UPDATE files SET content_hash = $2 WHERE id = $1", file_id, digest)
+
+
+async def _gather(conn: asyncpg.pool.PoolConnectionProxy, file_id: str, size: int) -> bytearray:
+    """The file's chunks, one at a time through a cursor (in the caller's transaction), into one
+    buffer of `size` bytes: never the rows and their join together."""
+    buffer = bytearray(size)
+    offset = 0
+    async for row in conn.cursor(
+        "SELECT data FROM contents WHERE file_id = $1 ORDER BY seq", file_id, prefetch=1
+    ):
+        chunk = row[0]
+        buffer[offset : offset + len(chunk)] = chunk
+        offset += len(chunk)
+    if offset != size:
+        raise RuntimeError(f"file {file_id!r} has {offset} bytes of content, not {size}")
+    return buffer
 
 
 async def _pending(
@@ -531,8 +546,6 @@ class PostgresStore:
         return [_record(row) for row in rows]
 
     async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None:
-        """The bytes, gathered chunk by chunk into one buffer of their total size: at most one
-        chunk is held besides it, never the rows and their join together."""
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
             # One snapshot for the size and every chunk: a delete halfway cannot tear them.
             size = await conn.fetchval(
@@ -544,17 +557,7 @@ class PostgresStore:
             )
             if size is None:
                 return None
-            buffer = bytearray(size)
-            offset = 0
-            async for row in conn.cursor(
-                "SELECT data FROM contents WHERE file_id = $1 ORDER BY seq", file_id, prefetch=1
-            ):
-                chunk = row[0]
-                buffer[offset : offset + len(chunk)] = chunk
-                offset += len(chunk)
-        if offset != size:
-            raise RuntimeError(f"file {file_id!r} has {offset} bytes of content, not {size}")
-        return buffer
+            return await _gather(conn, file_id, size)
 
     async def purge_expired(self, now_ns: int) -> int:
         # FOR UPDATE re-reads each row as committed when it is locked, so a file whose expiry
