@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from server.__main__ import parse_args
+from tests import test_concurrency, test_crash, test_hostile, test_wire
 from tests.support import CLIENTS_PYTHON, ROOT, VENV_BIN, server_process, wait_serving
 
 if TYPE_CHECKING:
@@ -327,3 +328,27 @@ def test_make_run_starts_the_server_the_readme_describes(tmp_path: Path) -> None
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # nothing of the group is left running
     assert (tmp_path / "files.db").exists()
+
+
+def test_the_reliability_figures_are_the_tests_own() -> None:
+    """The "Reliability" section quotes the tests' own settings, so the figures a cautious user
+    reads cannot drift from what `make test` runs."""
+    section = README.read_text().split("\n## Reliability\n")[1].split("\n## ")[0]
+    low, high = test_crash.KILL_AFTER
+    clients, updates = test_concurrency.CLIENTS, test_concurrency.UPDATES_PER_CLIENT
+    payloads = sum(len(test_wire.random_payloads(method)) for method in test_wire.REQUESTS)
+    shortest, longest = test_wire.TIMEOUTS[0], test_wire.TIMEOUTS[-1]
+    figures = [
+        f"{len(test_crash.Writers.KINDS)} writer threads",
+        f"{test_crash.ROUNDS['sqlite']} kill points on SQLite and"
+        f" {test_crash.ROUNDS['postgres']} on PostgreSQL",
+        f"each after {low} to {high} more acknowledged writes",
+        f"{clients} clients \N{MULTIPLICATION SIGN} {updates} Updates ({clients * updates})",
+        f"{test_concurrency.JUMPS} rounds and {test_concurrency.BOUNDARY_ROUNDS} races",
+        f"{test_hostile.EXAMPLES} generated examples per property per backend",
+        f"{payloads} random payloads",
+        f"{len(test_wire.BIG) // test_wire.MIB} MiB Creates with deadlines from"
+        f" {shortest * 1000:g} ms to {longest:g} s",
+    ]
+    missing = [figure for figure in figures if figure not in section]
+    assert not missing, f"the Reliability section does not say: {missing}"
