@@ -87,6 +87,7 @@ _MIME_TYPE = re.compile(
 )
 # Unicode's control characters (category Cc): C0, DEL and C1.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_FILE_ID = re.compile(r"[A-Za-z0-9_-]+")
 _EXPIRES = re.compile(r"[0-9]{1,15}")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -295,6 +296,17 @@ def _require_id(field: str, value: str) -> str:
     if len(value) > MAX_ID_CHARS or _CONTROL.search(value):
         raise InvalidArgument.field(
             field, f"must be at most {MAX_ID_CHARS} characters with no control characters"
+        )
+    return value
+
+
+def _require_file_id(value: str) -> str:
+    """Ids are made here (`new_file_id`), so one with other characters names no file: saying so
+    beats NOT_FOUND for `../../etc/passwd`, and no store or path ever sees such a string."""
+    _require_id("file_id", value)
+    if not _FILE_ID.fullmatch(value):
+        raise InvalidArgument.field(
+            "file_id", f"{value!r} is not a file id: only letters, digits, '-' and '_'"
         )
     return value
 
@@ -530,7 +542,7 @@ class Files:
     async def get(
         self, request: file_service_pb2.GetFileRequest, caller: Caller = ANONYMOUS
     ) -> file_pb2.File:
-        return to_proto(await self._visible(_require_id("file_id", request.file_id), caller))
+        return to_proto(await self._visible(_require_file_id(request.file_id), caller))
 
     async def _visible(self, file_id: str, caller: Caller) -> FileRecord:
         record = await self.store.get(file_id, self.clock())
@@ -543,7 +555,7 @@ class Files:
         if_match: str | None = None,
         name_mode: str = IGNORE,
     ) -> file_pb2.File:
-        file_id = _require_id("file_id", request.file_id)
+        file_id = _require_file_id(request.file_id)
         patch = plan_update(request.update_mask.paths)
         now = self.clock()
 
@@ -563,7 +575,7 @@ class Files:
         name_mode: str = IGNORE,
     ) -> FileRecord:
         """The PDS face's Update: `folder_id` must be the file's own (else NOT_FOUND)."""
-        _require_id("file_id", file_id)
+        _require_file_id(file_id)
         _require_id("drive_id", folder_id)
         if edits.name is not None:
             require_path_name(edits.name)
@@ -601,7 +613,7 @@ class Files:
         caller: Caller = ANONYMOUS,
         if_match: str | None = None,
     ) -> None:
-        await self.delete_file(_require_id("file_id", request.file_id), caller, if_match)
+        await self.delete_file(_require_file_id(request.file_id), caller, if_match)
 
     async def delete_file(
         self,
@@ -656,7 +668,7 @@ class Files:
         base_url: str,
         caller: Caller = ANONYMOUS,
     ) -> file_service_pb2.GetFileUrlResponse:
-        record = await self._visible(_require_id("file_id", request.file_id), caller)
+        record = await self._visible(_require_file_id(request.file_id), caller)
         url, _ = self.signed_url(record, base_url, self.url_ttl_seconds)
         return file_service_pb2.GetFileUrlResponse(url=url)
 
@@ -672,7 +684,7 @@ class Files:
         self, file_id: str, caller: Caller = ANONYMOUS, folder_id: str | None = None
     ) -> FileRecord:
         """The record by id, for the PDS face (which names the folder as well)."""
-        _require_id("file_id", file_id)
+        _require_file_id(file_id)
         record = await self.store.get(file_id, self.clock())
         return _visible_to(caller, record, file_id, folder_id)
 
@@ -793,7 +805,7 @@ class Files:
     ) -> FileRecord:
         """Makes an upload's file live once every announced part has arrived."""
         _require_folder(folder_id, caller, "drive_id")
-        _require_id("file_id", file_id)
+        _require_file_id(file_id)
         _require_id("upload_id", upload_id)
         now = self.clock()
         mode = IGNORE
