@@ -314,9 +314,13 @@ def test_two_server_processes_on_one_database_act_as_one(postgres_database: str)
             )
             for i in range(7)
         ]
+        passing = [
+            stub_b.Create(fs.CreateFileRequest(folder_id="pages", content=b"t%d" % i))
+            for i in range(4)
+        ]
         walked: list[str] = []
         token = ""
-        for page in range(10):  # each page from the other replica, with the other's token
+        for page in range(20):  # each page from the other replica, with the other's token
             response = (stub_a, stub_b)[page % 2].List(
                 fs.ListFilesRequest(folder_id="pages", page_size=2, page_token=token)
             )
@@ -324,8 +328,16 @@ def test_two_server_processes_on_one_database_act_as_one(postgres_database: str)
                 break
             walked += [f.id for f in response.files]
             token = response.next_page_token
+            # Meanwhile the other replica adds a file and deletes one: keyset paging must
+            # neither skip nor repeat the files that last through the walk.
+            other = (stub_b, stub_a)[page % 2]
+            other.Create(fs.CreateFileRequest(folder_id="pages", content=b"n%d" % page))
+            if passing:
+                other.Delete(fs.DeleteFileRequest(file_id=passing.pop().id))
         newest_first = sorted(listed, key=lambda f: (f.created_at.ToNanoseconds(), f.id))[::-1]
-        assert walked == [f.id for f in newest_first]
+        lasting = {f.id for f in listed}
+        assert [i for i in walked if i in lasting] == [f.id for f in newest_first]
+        assert len(walked) == len(set(walked))
 
         stub_b.Delete(fs.DeleteFileRequest(file_id=created.id))
         with pytest.raises(grpc.RpcError) as e:
