@@ -190,7 +190,9 @@ def test_postgres_pool_needs_a_connection() -> None:
 
 def test_a_driver_is_imported_only_for_its_url() -> None:
     code = (
-        "import sys; from server.store import open_store;"
+        # The whole server is imported first: only opening a PostgreSQL store may load asyncpg.
+        "import sys, server.__main__, server.app, server.gateway;"
+        " from server.store import open_store;"
         " open_store('memory:'); open_store('sqlite:///x.db'); print('asyncpg' in sys.modules);"
         " open_store('postgresql://h/db'); print('asyncpg' in sys.modules)"
     )
