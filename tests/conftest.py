@@ -18,6 +18,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from server.app import Server, Settings
 from server.domain import Files
 from server.store import open_store
+from tests.inprocess import store_for
 from tests.postgres import Cluster, ClusterError, start_cluster
 
 if TYPE_CHECKING:
@@ -86,6 +87,17 @@ def postgres_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A store of each backend that one module's tests share (a server they all talk to)."""
+    backend = str(request.param)
+    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
+    with store_for(backend, str(tmp_path_factory.mktemp(backend)), cluster) as url:
+        yield url
 
 
 @pytest.fixture

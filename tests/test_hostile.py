@@ -39,8 +39,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 from server.auth import add_key
 from server.errors import http_status
-from tests.conftest import BACKENDS
-from tests.inprocess import ThreadedServer, store_for, threaded_server
+from tests.inprocess import ThreadedServer, threaded_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -396,16 +395,9 @@ def update_requests(draw: st.DrawFn, file_id: str) -> fs.UpdateFileRequest:
 # The server and small helpers.
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedServer]:
-    backend = str(request.param)
-    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
-    with (
-        store_for(backend, str(tmp_path_factory.mktemp("hostile")), cluster) as url,
-        threaded_server(url) as server,
-    ):
+@pytest.fixture(scope="module")
+def served(module_store_url: str) -> Iterator[ThreadedServer]:
+    with threaded_server(module_store_url) as server:
         yield server
 
 

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BACKENDS
-from tests.inprocess import store_for
 from tests.support import run_client, server_process
 
 Report = dict[str, Any]
@@ -21,14 +19,9 @@ Report = dict[str, Any]
 FOLDER = "folder-pds-cross"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Report:
-    backend = str(request.param)
-    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
-    with (
-        store_for(backend, str(tmp_path_factory.mktemp("cross")), cluster) as store,
-        server_process("--store", store) as server,
-    ):
+@pytest.fixture(scope="module")
+def report(module_store_url: str) -> Report:
+    with server_process("--store", module_store_url) as server:
         result = run_client(
             "pds_cross.py", server.grpc_address, server.http_address, FOLDER, timeout=90
         )

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import BACKENDS
-from tests.inprocess import ThreadedServer, store_for, threaded_server
+from tests.inprocess import ThreadedServer, threaded_server
 from tests.test_hostile import HYPOTHESIS
 
 if TYPE_CHECKING:
@@ -91,16 +90,9 @@ values = st.recursive(
 )
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedServer]:
-    backend = str(request.param)
-    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
-    with (
-        store_for(backend, str(tmp_path_factory.mktemp("pds")), cluster) as url,
-        threaded_server(url) as server,
-    ):
+@pytest.fixture(scope="module")
+def served(module_store_url: str) -> Iterator[ThreadedServer]:
+    with threaded_server(module_store_url) as server:
         yield server
 
 

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from server.auth import add_key
-from tests.conftest import BACKENDS
-from tests.inprocess import store_for
 from tests.support import run_client, server_process
 
 if TYPE_CHECKING:
@@ -35,14 +33,9 @@ UPDATABLE = ("name", "description", "labels", "hidden", "starred", "local_modifi
 UNCHANGING = ("drive_id", "file_id", "created_at", "size", "content_hash", "content_type")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Report:
-    backend = str(request.param)
-    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
-    with (
-        store_for(backend, str(tmp_path_factory.mktemp("pds")), cluster) as store,
-        server_process("--store", store) as server,
-    ):
+@pytest.fixture(scope="module")
+def report(module_store_url: str) -> Report:
+    with server_process("--store", module_store_url) as server:
         result = run_client("pds_sdk.py", "files", server.http_address, DRIVE, timeout=120)
     observed: Report = json.loads(result.stdout)
     observed["http_address"] = server.http_address

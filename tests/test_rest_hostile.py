@@ -22,8 +22,7 @@ from google.rpc import code_pb2
 from hypothesis import strategies as st
 
 from server.http_api import MAX_BODY_BYTES
-from tests.conftest import BACKENDS
-from tests.inprocess import Reply, ThreadedServer, store_for, threaded_server
+from tests.inprocess import Reply, ThreadedServer, threaded_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,16 +31,9 @@ CONTENT = base64.b64encode(b"hello").decode()
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedServer]:
-    backend = str(request.param)
-    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
-    with (
-        store_for(backend, str(tmp_path_factory.mktemp("rest")), cluster) as url,
-        threaded_server(url) as server,
-    ):
+@pytest.fixture(scope="module")
+def served(module_store_url: str) -> Iterator[ThreadedServer]:
+    with threaded_server(module_store_url) as server:
         yield server
 
 
