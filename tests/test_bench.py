@@ -49,14 +49,19 @@ def require_h2load() -> None:
         pytest.fail(INSTALL_HINT)
 
 
-def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> None:
+def short_run(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`bench.run ARGS` briefly (one round of a second, no warm-up, no plot) and its report."""
     require_h2load()
-    result = bench(
-        *("--scenarios", "update,get,rest_update", "--concurrency", "2x4", "--rounds", "1"),
-        *("--duration", "1", "--warm-up", "0", "--no-plot", "--out", str(tmp_path)),
-    )
+    brief = ("--rounds", "1", "--duration", "1", "--warm-up", "0", "--no-plot", "--out", str(out))
+    result = bench(*args, *brief)
     assert result.returncode == 0, result.stdout + result.stderr
-    report: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    return result, json.loads((out / "results.json").read_text())
+
+
+def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> None:
+    result, report = short_run(
+        tmp_path, "--scenarios", "update,get,rest_update", "--concurrency", "2x4"
+    )
 
     assert report["schema"] == 1
     assert report["failures"] == 0
@@ -154,13 +159,7 @@ def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
-    require_h2load()
-    result = bench(
-        *("--scenarios", "none", "--no-scale", "--sqlite-floor", "--rounds", "1"),
-        *("--duration", "1", "--warm-up", "0", "--no-plot", "--out", str(tmp_path)),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    result, report = short_run(tmp_path, "--scenarios", "none", "--no-scale", "--sqlite-floor")
     assert report["failures"] == 0
     assert [p["scenario"] for p in report["sqlite_floor"]] == ["update", "get"]
     for point in report["sqlite_floor"]:
@@ -173,23 +172,9 @@ def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
 def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
     tmp_path: Path, postgres_database: str
 ) -> None:
-    require_h2load()
-    result = bench(
-        *("--scenarios", "none", "--no-scale", "--postgres-url", postgres_database),
-        *(
-            "--rounds",
-            "1",
-            "--duration",
-            "1",
-            "--warm-up",
-            "0",
-            "--no-plot",
-            "--out",
-            str(tmp_path),
-        ),
+    result, report = short_run(
+        tmp_path, "--scenarios", "none", "--no-scale", "--postgres-url", postgres_database
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
     assert report["failures"] == 0
     postgres = report["postgres"]
     assert postgres["server_version"] and postgres["cluster"] == "given by --postgres-url"
