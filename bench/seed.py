@@ -21,8 +21,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from server.domain import DEFAULT_POLICY, DEFAULT_TTL_DAYS, NS_PER_DAY
-from server.store import COLUMNS, FIELDS, FileRecord, record_row
+from server.domain.limits import DEFAULT_POLICY, DEFAULT_TTL_DAYS, NS_PER_DAY
+from server.store import FileRecord
+from server.store.rows import COLUMNS, FIELDS, record_row
 from server.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:

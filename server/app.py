@@ -23,7 +23,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from yandex.cloud.ai.files.v1 import file_service_pb2
 
 from server.auth import Authenticator, KeyRing
-from server.domain import MAX_CONTENT_BYTES, Files
+from server.domain import Core, Drive, Files
+from server.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
 from server.grpc_api import (
     FILE_SERVICE,
     FileServicer,
@@ -58,7 +59,7 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     public_http_url: str | None = None
-    url_ttl_seconds: int = 3600
+    url_ttl_seconds: int = DEFAULT_URL_TTL_SECONDS
     sweep_interval_seconds: float = 60.0
     shutdown_grace_seconds: float = 10.0
     # 0 skips the wait for calls queued before the signal (they may then end CANCELLED): for
@@ -122,12 +123,14 @@ def _quiet_client_faults() -> None:
 class Server:
     """One running server; `start()` binds (port 0 picks a free port), `stop()` drains."""
 
-    def __init__(self, settings: Settings, files: Files | None = None) -> None:
+    def __init__(self, settings: Settings, core: Core | None = None) -> None:
         self.settings = settings
-        self.files = files or Files(
+        self.core = core or Core(
             open_store(with_pool_size(settings.store, settings.pool_size)),
             url_ttl_seconds=settings.url_ttl_seconds,
         )
+        self.files = Files(self.core)
+        self.drive = Drive(self.core)
         self.grpc_port = 0
         self.http_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -154,8 +157,8 @@ class Server:
             raise ValueError("--tls-cert and --tls-key go together")
         auth = self._authenticator()
         _quiet_client_faults()
-        await self.files.store.open()
-        await self.files.start()
+        await self.core.store.open()
+        await self.core.start()
 
         self._grpc = grpc.aio.server(
             options=[
@@ -181,8 +184,8 @@ class Server:
 
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
-        pds = Pds(self.files, auth, lambda: self.http_base_url)
-        app = make_app(self.files, rest, openapi_document(routes), pds.routes())
+        pds = Pds(self.drive, auth, lambda: self.http_base_url)
+        app = make_app(self.drive.uploads, rest, openapi_document(routes), pds.routes())
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)
@@ -240,7 +243,7 @@ class Server:
         while True:
             await asyncio.sleep(interval_seconds)
             try:
-                purged = await self.files.sweep()
+                purged = await self.core.sweep()
             except Exception:
                 log.exception("expiration sweep failed; trying again next interval")
             else:
@@ -266,7 +269,7 @@ class Server:
             await self._grpc.stop(max(stop_by - time.monotonic(), 0.0))
         if self._http is not None:
             await self._http.cleanup()
-        await self.files.store.close()
+        await self.core.store.close()
 
     async def _refuse_backlog(self, stop_by: float) -> None:
         """Keeps taking calls, refused by the gate, until none has arrived for a moment."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import json
 import secrets
 import string
@@ -28,6 +27,7 @@ import tomllib
 from typing import TYPE_CHECKING, Any
 
 from server.errors import Unauthenticated
+from server.signing import same
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -140,7 +140,7 @@ class KeyRing:
         digest = _digest(self._salt, key.strip())
         found = None
         for entry in self._entries:  # every entry, so the time taken says nothing of a match
-            if hmac.compare_digest(entry.digest, digest):
+            if same(entry.digest, digest):
                 found = entry.caller
         if found is None:
             raise Unauthenticated("unknown credentials")

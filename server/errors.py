@@ -1,12 +1,15 @@
-"""Domain errors and the one table that gives each its gRPC code and HTTP status.
+"""Domain errors, each carrying its gRPC code, its HTTP status and its PDS code.
 
-The domain raises these; the gRPC servicer and the HTTP handlers turn them into a
-`google.rpc.Status` with rich details, so every transport reports a failure the same way.
+The domain raises these; every face reads its own answer off the class (python-api-core's
+style): the gRPC servicer a `google.rpc.Status` with rich details, REST the same status as JSON
+with `http_status`, the PDS face `{"code": pds_code}` with `pds_status`. No face decides a
+status of its own for a domain error. `HTTP_STATUS` is the generic google/api/http.proto
+mapping, for statuses that come from elsewhere (the gateway forwarding to any gRPC server).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -14,96 +17,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-
-class DomainError(Exception):
-    """A failure the caller caused or can act on; its message is safe to show to clients."""
-
-    def __init__(self, message: str, *, violations: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.violations = tuple(violations)
-
-    def to_status(self) -> status_pb2.Status:
-        status = status_pb2.Status(code=GRPC_CODES[type(self)], message=self.message)
-        if self.violations:
-            detail = any_pb2.Any()
-            detail.Pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                        for f, d in self.violations
-                    ]
-                )
-            )
-            status.details.append(detail)
-        return status
-
-
-class InvalidArgument(DomainError):
-    """The request is malformed; `violations` name the offending fields."""
-
-    @classmethod
-    def field(cls, field: str, description: str) -> InvalidArgument:
-        return cls(f"{field}: {description}", violations=[(field, description)])
-
-
-class NotFound(DomainError):
-    pass
-
-
-class PermissionDenied(DomainError):
-    pass
-
-
-class Unauthenticated(DomainError):
-    pass
-
-
-class ResourceExhausted(DomainError):
-    pass
-
-
-class AlreadyExists(DomainError):
-    """The write would take a name another file holds (under `check_name_mode` refuse);
-    `resource` is that file's id, sent as a `google.rpc.ResourceInfo` detail."""
-
-    def __init__(self, message: str, *, resource: str) -> None:
-        super().__init__(message)
-        self.resource = resource
-
-    def to_status(self) -> status_pb2.Status:
-        status = super().to_status()
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.ResourceInfo(
-                resource_type=FILE_TYPE, resource_name=self.resource, description=self.message
-            )
-        )
-        status.details.append(detail)
-        return status
-
-
-FILE_TYPE = "yandex.cloud.ai.files.v1.File"
-
-
-class Aborted(DomainError):
-    """A precondition of the caller's own (an If-Match etag) no longer holds."""
-
-
-class Unavailable(DomainError):
-    """The store cannot be reached just now (say, the database restarts); retrying may work."""
-
-
-GRPC_CODES: dict[type[DomainError], int] = {
-    InvalidArgument: code_pb2.INVALID_ARGUMENT,
-    NotFound: code_pb2.NOT_FOUND,
-    PermissionDenied: code_pb2.PERMISSION_DENIED,
-    Unauthenticated: code_pb2.UNAUTHENTICATED,
-    ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
-    Unavailable: code_pb2.UNAVAILABLE,
-    Aborted: code_pb2.ABORTED,
-    AlreadyExists: code_pb2.ALREADY_EXISTS,
-}
 
 # HTTP status for each gRPC code, as google/api/http.proto's transcoding convention maps them.
 HTTP_STATUS: dict[int, int] = {
@@ -130,3 +43,138 @@ def http_status(code: int) -> int:
 
 INTERNAL_MESSAGE = "internal error"
 """All a client learns of an unexpected exception; the traceback goes to the server log."""
+
+
+class DomainError(Exception):
+    """A failure the caller caused or can act on; its message is safe to show to clients.
+
+    A subclass sets `grpc_code` and `pds_code`; `http_status` follows from the gRPC code
+    unless the class says otherwise, and `pds_status` from `http_status`.
+    """
+
+    grpc_code: ClassVar[int] = code_pb2.UNKNOWN
+    http_status: ClassVar[int] = 500
+    pds_code: ClassVar[str] = "InternalError"
+    pds_status: ClassVar[int] = 500
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "http_status" not in cls.__dict__:
+            cls.http_status = http_status(cls.grpc_code)
+        if "pds_status" not in cls.__dict__:
+            cls.pds_status = cls.http_status
+
+    def __init__(self, message: str, *, violations: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.violations = tuple(violations)
+
+    def to_status(self) -> status_pb2.Status:
+        status = status_pb2.Status(code=self.grpc_code, message=self.message)
+        if self.violations:
+            _attach(
+                status,
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                        for f, d in self.violations
+                    ]
+                ),
+            )
+        return status
+
+
+def _attach(
+    status: status_pb2.Status, detail: error_details_pb2.BadRequest | error_details_pb2.ResourceInfo
+) -> None:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    status.details.append(packed)
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `violations` name the offending fields."""
+
+    grpc_code = code_pb2.INVALID_ARGUMENT
+    pds_code = "InvalidParameter"
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        return cls(f"{field}: {description}", violations=[(field, description)])
+
+
+class NotFound(DomainError):
+    grpc_code = code_pb2.NOT_FOUND
+    pds_code = "NotFound.File"
+
+
+class PermissionDenied(DomainError):
+    grpc_code = code_pb2.PERMISSION_DENIED
+    pds_code = "Forbidden"
+
+
+class Unauthenticated(DomainError):
+    grpc_code = code_pb2.UNAUTHENTICATED
+    pds_code = "AccessTokenInvalid"
+
+
+class ResourceExhausted(DomainError):
+    """Content over the size limit. PDS says so as HTTP 413, its EntityTooLarge."""
+
+    grpc_code = code_pb2.RESOURCE_EXHAUSTED
+    pds_code = "EntityTooLarge"
+    pds_status = 413
+
+
+FILE_TYPE = "yandex.cloud.ai.files.v1.File"
+
+
+class AlreadyExists(DomainError):
+    """The write would take a name another file holds (under `check_name_mode` refuse);
+    `resource` is that file's id, sent as a `google.rpc.ResourceInfo` detail."""
+
+    grpc_code = code_pb2.ALREADY_EXISTS
+    pds_code = "AlreadyExist.File"
+
+    def __init__(self, message: str, *, resource: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+    def to_status(self) -> status_pb2.Status:
+        status = super().to_status()
+        _attach(
+            status,
+            error_details_pb2.ResourceInfo(
+                resource_type=FILE_TYPE, resource_name=self.resource, description=self.message
+            ),
+        )
+        return status
+
+
+class PreconditionFailed(DomainError):
+    """The caller's own condition (an `if-match` etag) no longer holds: ABORTED, as AIP-154
+    has it for a stale etag, and HTTP 412 as RFC 9110 section 13.1.1 has it for If-Match."""
+
+    grpc_code = code_pb2.ABORTED
+    http_status = 412
+    pds_code = "PreconditionFailed"
+
+
+class Unavailable(DomainError):
+    """The store cannot be reached just now (say, the database restarts); retrying may work."""
+
+    grpc_code = code_pb2.UNAVAILABLE
+    pds_code = "ServiceUnavailable"
+
+
+ERRORS: tuple[type[DomainError], ...] = (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    ResourceExhausted,
+    AlreadyExists,
+    PreconditionFailed,
+    Unavailable,
+)
+"""Every error class a client can see, for the test that walks each through every face."""

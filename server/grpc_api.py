@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import itertools
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,9 +20,10 @@ from grpc_status import rpc_status
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb2_grpc
 
 from server.auth import Authenticator, Caller
-from server.domain import etag
+from server.domain.records import etag
 from server.errors import INTERNAL_MESSAGE, DomainError, InvalidArgument, Unavailable
 from server.naming import parse_mode
+from server.request_ids import REQUEST_ID, request_id
 
 if TYPE_CHECKING:
     from server.domain import Files
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 
 FILE_SERVICE = file_service_pb2.DESCRIPTOR.services_by_name["FileService"].full_name
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
-REQUEST_ID = "x-request-id"
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -77,35 +74,7 @@ def _with_metadata(status: status_pb2.Status, extra: list[tuple[str, str]]) -> g
     return _Status(encoded.code, encoded.details, (*encoded.trailing_metadata, *extra))
 
 
-_PRINTABLE_ID = re.compile(r"[!-~]{1,128}")
 _SERVICE = file_service_pb2.DESCRIPTOR.services_by_name["FileService"]
-
-
-class _RequestIds:
-    """32 hex digits: a random prefix per process, then a counter. Unique without a system
-    call per request (getrandom costs ~10 us on these VMs); ids name requests in logs and the
-    audit trail, and need no secrecy. A forked worker draws its own prefix."""
-
-    def __init__(self) -> None:
-        self.reset()
-        os.register_at_fork(after_in_child=self.reset)
-
-    def reset(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._numbers = itertools.count()
-
-    def new(self) -> str:
-        return f"{self._prefix}{next(self._numbers):016x}"
-
-
-new_request_id = _RequestIds().new
-
-
-def _request_id(given: str | None) -> str:
-    """The client's id when it can be sent back as a header value as it is; else a new one."""
-    if given is not None and _PRINTABLE_ID.fullmatch(given):
-        return given
-    return new_request_id()
 
 
 def _parse(method_name: str, raw: bytes) -> Any:
@@ -135,7 +104,7 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
     ) -> Resp:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         # Trailing metadata rides with the status the call ends with anyway: no extra frame.
-        echo = [(REQUEST_ID, _request_id(metadata.get(REQUEST_ID)))]
+        echo = [(REQUEST_ID, request_id(metadata.get(REQUEST_ID)))]
         gate = self.gate
         gate.last_call = time.monotonic()
         try:
@@ -147,6 +116,8 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
             caller = Caller(caller.subject, caller.folders, echo[0][1])
             response = await method(self, request, caller, metadata)
         except DomainError as e:
+            if getattr(context, "passes_domain_errors", False):
+                raise  # REST in process: the HTTP answer reads its status off the class
             await context.abort_with_status(_with_metadata(e.to_status(), echo))
         except Exception:
             log.exception("unexpected error in %s", method.__name__)

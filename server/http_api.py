@@ -1,4 +1,5 @@
-"""The HTTP face: signed downloads (GetUrl's links) on an aiohttp app in the server's loop."""
+"""The whole HTTP app, on the server's loop: signed downloads, the OpenAPI document, the PDS
+face under /v2/ and REST for every other path, with each face's JSON errors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from server.domain import MAX_CONTENT_BYTES
+from server.domain.limits import MAX_CONTENT_BYTES
+from server.domain.links import DOWNLOAD_ROUTE
 from server.openapi import openapi_handler
 from server.pds import pds_errors
 from server.rest import json_errors
@@ -16,14 +18,14 @@ from server.rest import json_errors
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from server.domain import Files
+    from server.domain.uploads import Uploads
 
 # Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
 MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
 
 log = logging.getLogger(__name__)
 
-FILES_KEY: web.AppKey[Files] = web.AppKey("files")
+UPLOADS_KEY: web.AppKey[Uploads] = web.AppKey("uploads")
 
 
 def content_disposition(name: str) -> str:
@@ -33,8 +35,7 @@ def content_disposition(name: str) -> str:
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
-    files = request.app[FILES_KEY]
-    download = await files.download(
+    download = await request.app[UPLOADS_KEY].download(
         request.match_info["file_id"],
         request.query.get("expires", ""),
         request.query.get("signature", ""),
@@ -50,7 +51,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(
-    files: Files,
+    uploads: Uploads,
     rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
     openapi: dict[str, Any] | None = None,
     pds: Sequence[web.RouteDef] = (),
@@ -58,8 +59,8 @@ def make_app(
     """Downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST for every
     other path (the transcoder answers 404/405)."""
     app = web.Application(middlewares=[json_errors, pds_errors], client_max_size=MAX_BODY_BYTES)
-    app[FILES_KEY] = files
-    app.router.add_get("/files/v1/files/{file_id}/content", _download)
+    app[UPLOADS_KEY] = uploads
+    app.router.add_get(DOWNLOAD_ROUTE, _download)
     if openapi is not None:
         app.router.add_get("/openapi.json", openapi_handler(openapi))
     app.router.add_routes(pds)

@@ -19,46 +19,27 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from server.auth import CHALLENGE
-from server.domain import MAX_URL_TTL_SECONDS, Edits, NewUpload
-from server.errors import (
-    Aborted,
-    AlreadyExists,
-    DomainError,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
-)
+from server.auth import CHALLENGE, Caller
+from server.domain.drive import Edits
+from server.domain.limits import DEFAULT_PDS_URL_TTL_SECONDS, MAX_URL_TTL_SECONDS
+from server.domain.links import UPLOAD_ROUTE
+from server.domain.uploads import NewUpload
+from server.errors import AlreadyExists, DomainError, InvalidArgument, Unauthenticated
 from server.naming import parse_mode, split_extension
+from server.request_ids import REQUEST_ID, request_id
 from server.store import Order
 
 if TYPE_CHECKING:
     import builtins
     from collections.abc import Awaitable, Callable
 
-    from server.auth import Authenticator, Caller
-    from server.domain import Files
+    from server.auth import Authenticator
+    from server.domain import Drive
     from server.store import FileRecord
 
 log = logging.getLogger(__name__)
 
 ROOT = "root"
-DEFAULT_URL_TTL_SECONDS = 900  # PDS's default for expire_sec
-
-# PDS's code and HTTP status for each domain error; InvalidArgument names its field too.
-_ERRORS: dict[type[DomainError], tuple[str, int]] = {
-    InvalidArgument: ("InvalidParameter", 400),
-    Unauthenticated: ("AccessTokenInvalid", 401),
-    PermissionDenied: ("Forbidden", 403),
-    NotFound: ("NotFound.File", 404),
-    AlreadyExists: ("AlreadyExist.File", 409),
-    Aborted: ("PreconditionFailed", 412),
-    ResourceExhausted: ("EntityTooLarge", 413),
-    Unavailable: ("ServiceUnavailable", 503),
-}
 # The framework's own refusals, in PDS's words.
 _HTTP_CODES = {
     400: "InvalidParameter",
@@ -92,13 +73,14 @@ class PdsError(Exception):
 
 
 def error_body(error: DomainError) -> tuple[int, dict[str, Any]]:
-    code, status = _ERRORS.get(type(error), ("InternalError", 500))
+    """The error's PDS status and body; InvalidArgument names its first field in the code."""
+    code = error.pds_code
     if isinstance(error, InvalidArgument) and error.violations:
         code = f"{code}.{_camel(error.violations[0][0])}"
     body: dict[str, Any] = {"code": code, "message": error.message}
     if isinstance(error, AlreadyExists):
         body["file_id"] = error.resource  # PDS is loose here; we pin it
-    return status, body
+    return error.pds_status, body
 
 
 def _camel(field: str) -> str:
@@ -114,13 +96,26 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+CALL_ID: web.RequestKey[str] = web.RequestKey("call_id", str)
+
+
 @web.middleware
 async def pds_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Under /v2/ every error is PDS's JSON: the SDK cannot read any other body."""
+    """Under /v2/ every error is PDS's JSON (the SDK cannot read any other body), and every
+    answer carries the call's `x-request-id`, the one its audit record holds."""
     if not request.path.startswith("/v2/"):
         return await handler(request)
+    call_id = request[CALL_ID] = request_id(request.headers.get(REQUEST_ID))
+    response = await _answer_errors(request, handler)
+    response.headers[REQUEST_ID] = call_id
+    return response
+
+
+async def _answer_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as e:
@@ -272,14 +267,15 @@ def file_json(record: FileRecord) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Pds:
-    """The PDS operations over one `Files`; `base_url` gives the HTTP listener's own URL."""
+    """The PDS operations over one `Drive`; `base_url` gives the HTTP listener's own URL."""
 
-    files: Files
+    drive: Drive
     auth: Authenticator
     base_url: Callable[[], str]
 
     def _caller(self, request: web.Request) -> Caller:
-        return self.auth.authenticate(request.headers.get("Authorization"))
+        caller = self.auth.authenticate(request.headers.get("Authorization"))
+        return Caller(caller.subject, caller.folders, request[CALL_ID])
 
     async def update(self, body: Body, caller: Caller) -> dict[str, Any]:
         edits = Edits(
@@ -290,24 +286,24 @@ class Pds:
             local_modified_at_ns=body.time("local_modified_at"),
             labels=body.labels(),
         )
-        record = await self.files.edit(
+        record = await self.drive.edit(
             body.required("file_id"), body.required("drive_id"), edits, caller, body.name_mode()
         )
         return file_json(record)
 
     async def _find(self, body: Body, caller: Caller) -> FileRecord:
-        return await self.files.find(body.required("file_id"), caller, body.required("drive_id"))
+        return await self.drive.find(body.required("file_id"), body.required("drive_id"), caller)
 
     async def get(self, body: Body, caller: Caller) -> dict[str, Any]:
         ttl = _positive("url_expire_sec", body.number("url_expire_sec"))
         record = await self._find(body, caller)
-        url, _ = self.files.signed_url(record, self.base_url(), ttl)
+        url, _ = self.drive.download_url(record, self.base_url(), ttl)
         return {**file_json(record), "download_url": url}
 
     async def get_download_url(self, body: Body, caller: Caller) -> dict[str, Any]:
         ttl = _positive("expire_sec", body.number("expire_sec"))
         record = await self._find(body, caller)
-        url, expires = self.files.signed_url(record, self.base_url(), ttl)
+        url, expires = self.drive.download_url(record, self.base_url(), ttl)
         return {
             "url": url,
             "expiration": pds_time(expires * 10**9),
@@ -317,9 +313,7 @@ class Pds:
         }
 
     async def delete(self, body: Body, caller: Caller) -> None:
-        await self.files.delete_file(
-            body.required("file_id"), caller, folder_id=body.required("drive_id")
-        )
+        await self.drive.delete(body.required("file_id"), body.required("drive_id"), caller)
 
     async def list(self, body: Body, caller: Caller) -> dict[str, Any]:
         body.root()
@@ -330,7 +324,7 @@ class Pds:
         if direction not in ("ASC", "DESC"):
             raise InvalidArgument.field("order_direction", "must be ASC or DESC")
         limit = body.number("limit")
-        records, marker = await self.files.browse(
+        records, marker = await self.drive.browse(
             body.required("drive_id"),
             caller,
             limit=50 if limit is None else limit,
@@ -360,7 +354,7 @@ class Pds:
             local_created_at_ns=body.time("local_created_at"),
             local_modified_at_ns=body.time("local_modified_at"),
         )
-        staged = await self.files.stage_upload(
+        staged = await self.drive.uploads.stage(
             body.required("drive_id"), new, self.base_url(), caller, body.name_mode()
         )
         answer: dict[str, Any] = {
@@ -385,7 +379,7 @@ class Pds:
         }
 
     async def complete(self, body: Body, caller: Caller) -> dict[str, Any]:
-        record = await self.files.complete_upload(
+        record = await self.drive.uploads.complete(
             body.required("drive_id"),
             body.required("file_id"),
             body.required("upload_id"),
@@ -405,7 +399,7 @@ class Pds:
 
     async def upload_part(self, request: web.Request) -> web.StreamResponse:
         """A part's bytes, PUT to the signed link `create` gave; the link is the credential."""
-        await self.files.put_part(
+        await self.drive.uploads.put_part(
             request.match_info["part"],
             request.query.get("expires", ""),
             request.query.get("signature", ""),
@@ -416,7 +410,7 @@ class Pds:
     def routes(self) -> builtins.list[web.RouteDef]:
         return [
             web.post("/v2/file/{operation}", self.handle),
-            web.put(r"/v2/upload/{part:[a-z0-9]+/[0-9a-f]+/[0-9]{1,5}}", self.upload_part),
+            web.put(UPLOAD_ROUTE, self.upload_part),
             web.route("*", "/v2/{tail:.*}", _no_route),
         ]
 
@@ -424,7 +418,7 @@ class Pds:
 def _positive(field: str, seconds: int | None) -> int:
     """A link's lifetime: PDS's default when not given, its maximum when asked for more."""
     if seconds is None:
-        return DEFAULT_URL_TTL_SECONDS
+        return DEFAULT_PDS_URL_TTL_SECONDS
     if seconds <= 0:
         raise InvalidArgument.field(field, "must be a positive number of seconds")
     return min(seconds, MAX_URL_TTL_SECONDS)

@@ -19,7 +19,7 @@ from google.rpc import code_pb2, status_pb2
 
 from server.auth import CHALLENGE
 from server.errors import INTERNAL_MESSAGE, DomainError, http_status
-from server.grpc_api import REQUEST_ID, new_request_id
+from server.request_ids import REQUEST_ID, request_id
 from server.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
 
 if TYPE_CHECKING:
@@ -49,7 +49,14 @@ def _status_from(
 
 
 class _InProcessContext:
-    """The part of grpc.aio.ServicerContext our servicer uses, for calls that come over REST."""
+    """The part of grpc.aio.ServicerContext our servicer uses, for calls that come over REST.
+
+    A domain error passes through it as it is (`passes_domain_errors`), so the HTTP answer
+    reads its status off the error's class instead of a `google.rpc.Status` packed into
+    trailers and unpacked again.
+    """
+
+    passes_domain_errors = True
 
     def __init__(self, metadata: list[tuple[str, str]], peer: str) -> None:
         self._metadata = tuple(metadata)
@@ -136,7 +143,7 @@ class ChannelInvoker:
         return response, [(k, v) for k, v in metadata if isinstance(v, str)]
 
 
-def _forwarded_metadata(request: web.Request, request_id: str) -> list[tuple[str, str]]:
+def _forwarded_metadata(request: web.Request, call_id: str) -> list[tuple[str, str]]:
     """`Authorization`, `If-Match` and every `x-*` header become gRPC metadata."""
     metadata = [
         (key.lower(), value)
@@ -144,20 +151,27 @@ def _forwarded_metadata(request: web.Request, request_id: str) -> list[tuple[str
         if key.lower() in ("authorization", "if-match")
         or (key.lower().startswith("x-") and key.lower() != REQUEST_ID)
     ]
-    metadata.append((REQUEST_ID, request_id))
+    metadata.append((REQUEST_ID, call_id))
     return metadata
 
 
-def json_error(status: status_pb2.Status, request_id: str | None = None) -> web.Response:
-    headers = {REQUEST_ID: request_id} if request_id else {}
+def json_error(
+    status: status_pb2.Status, call_id: str | None = None, http: int | None = None
+) -> web.Response:
+    """The status as JSON, with HTTP status `http` (by default the one its code maps to)."""
+    headers = {REQUEST_ID: call_id} if call_id else {}
     if status.code == code_pb2.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = CHALLENGE
     return web.Response(
         body=encode_status(status),
-        status=http_status(status.code),
+        status=http_status(status.code) if http is None else http,
         content_type="application/json",
         headers=headers,
     )
+
+
+def domain_error(error: DomainError, call_id: str | None = None) -> web.Response:
+    return json_error(error.to_status(), call_id, error.http_status)
 
 
 # What the framework's own error pages mean, for clients that only read JSON errors.
@@ -177,14 +191,12 @@ async def json_errors(
     try:
         return await handler(request)
     except DomainError as e:
-        return json_error(e.to_status())
+        return domain_error(e)
     except web.HTTPException as e:
         if e.status < 400:
             raise
         code = _FRAMEWORK_CODES.get(e.status, code_pb2.UNKNOWN)
-        response = json_error(_status(code, e.reason))
-        response.set_status(e.status)
-        return response
+        return json_error(_status(code, e.reason), http=e.status)
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE))
@@ -229,11 +241,11 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
     any other."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        request_id = request.headers.get(REQUEST_ID) or new_request_id()
+        call_id = request_id(request.headers.get(REQUEST_ID))
         raw_path = request.rel_url.raw_path
         matched = [(r, m) for r in routes if (m := r.pattern.fullmatch(raw_path))]
         if not matched:
-            return json_error(_status(code_pb2.NOT_FOUND, f"no route for {raw_path}"), request_id)
+            return json_error(_status(code_pb2.NOT_FOUND, f"no route for {raw_path}"), call_id)
         verb = request.method.lower()
         for route, match in matched:  # noqa: B007 (both used after the loop)
             if route.http_method == verb:
@@ -244,9 +256,9 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
                 _status(
                     code_pb2.UNIMPLEMENTED, f"{request.method} is not allowed here; use {allowed}"
                 ),
-                request_id,
+                call_id,
+                http=405,
             )
-            response.set_status(405)
             response.headers["Allow"] = allowed
             return response
         try:
@@ -262,23 +274,22 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
             reply, metadata = await invoke(
                 route.method,
                 message,
-                _forwarded_metadata(request, request_id),
+                _forwarded_metadata(request, call_id),
                 request.remote or "",
             )
         except BadRequest as e:
-            return json_error(_status(code_pb2.INVALID_ARGUMENT, str(e)), request_id)
-        except RpcFailure as e:
-            response = json_error(e.status, request_id)
-            if e.status.code == code_pb2.ABORTED and "If-Match" in request.headers:
-                response.set_status(412)  # RFC 9110: a failed If-Match is 412, not 409
-            return response
+            return json_error(_status(code_pb2.INVALID_ARGUMENT, str(e)), call_id)
+        except DomainError as e:  # from our servicer, in process
+            return domain_error(e, call_id)
+        except RpcFailure as e:  # from another server, through the gateway
+            return json_error(e.status, call_id)
         except web.HTTPException:
             raise
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, raw_path)
-            return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE), request_id)
+            return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE), call_id)
         headers = {k: v for k, v in metadata if k != REQUEST_ID}
-        headers[REQUEST_ID] = request_id
+        headers[REQUEST_ID] = call_id
         return web.Response(body=encode(reply), content_type="application/json", headers=headers)
 
     return handle

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from google.rpc import status_pb2
 
 FIELD_MASK = "google.protobuf.FieldMask"
-_HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 class BadRequest(Exception):

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import Server, Settings
-from server.domain import Files
+from server.domain import Core, Files
 from server.store import open_store
 from tests.inprocess import store_for
 from tests.postgres import Cluster, ClusterError, start_cluster
@@ -142,9 +142,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def files(store: FileStore, clock: Clock) -> Files:
-    domain = Files(store, clock=clock)
-    await domain.start()
-    return domain
+    core = Core(store, clock=clock)
+    await core.start()
+    return Files(core)
 
 
 @dataclasses.dataclass
@@ -166,7 +166,7 @@ async def running(store_url: str, clock: Clock) -> AsyncIterator[Running]:
         shutdown_grace_seconds=1,
         drain_quiet_seconds=0,
     )
-    server = Server(settings, Files(open_store(settings.store), clock=clock))
+    server = Server(settings, Core(open_store(settings.store), clock=clock))
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     health = health_pb2_grpc.HealthStub(channel)

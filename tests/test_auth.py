@@ -19,7 +19,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import Server, Settings
 from server.auth import ANONYMOUS, Caller, KeyRing, add_key
-from server.domain import Files
+from server.domain import Core, Files
 from server.errors import NotFound, PermissionDenied, Unauthenticated
 from server.store import open_store
 from tests.support import run_client, run_server_command, server_process
@@ -238,7 +238,7 @@ async def keyed_server(keys: dict[str, str]) -> AsyncIterator[Server]:
         drain_quiet_seconds=0,
         shutdown_grace_seconds=1,
     )
-    server = Server(settings, Files(open_store(settings.store)))
+    server = Server(settings, Core(open_store(settings.store)))
     await server.start()
     try:
         yield server

@@ -19,7 +19,7 @@ from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.domain import NS_PER_DAY
+from server.domain.limits import NS_PER_DAY
 from server.errors import NotFound
 from tests.support import server_process
 
@@ -159,9 +159,10 @@ async def test_sweeper_spares_a_file_whose_expiry_keeps_being_extended(running: 
     forgotten = await running.stub.Create(
         fs.CreateFileRequest(folder_id="f", content=b"gone", expiration_config=one_day)
     )
-    files, store, clock = running.server.files, running.server.files.store, running.clock
+    files, store, clock = running.server.files, running.server.core.store, running.clock
     sweeps = purged = 0
-    real_sweep = files.sweep
+    core = running.server.core
+    real_sweep = core.sweep
 
     async def counted_sweep() -> int:
         nonlocal sweeps, purged
@@ -170,13 +171,13 @@ async def test_sweeper_spares_a_file_whose_expiry_keeps_being_extended(running: 
         purged += count
         return count
 
-    files.sweep = counted_sweep  # type: ignore[method-assign]
+    core.sweep = counted_sweep  # type: ignore[method-assign]
     running.server.start_sweeper(interval_seconds=0.001)
     expires_at = extended.expires_at.ToNanoseconds()
     for jump in range(JUMPS):
         clock.now = expires_at - 1
         seen = sweeps
-        await asyncio.gather(*(files.sweep() for _ in range(3)))
+        await asyncio.gather(*(files.core.sweep() for _ in range(3)))
         answers, _ = await asyncio.gather(
             asyncio.gather(
                 *(
@@ -190,7 +191,7 @@ async def test_sweeper_spares_a_file_whose_expiry_keeps_being_extended(running: 
                     for i in range(4)
                 )
             ),
-            asyncio.gather(*(files.sweep() for _ in range(3))),
+            asyncio.gather(*(files.core.sweep() for _ in range(3))),
         )
         for answer in answers:
             assert answer.expires_at.ToNanoseconds() == clock.now + NS_PER_DAY, jump
@@ -236,14 +237,14 @@ async def test_an_update_answered_at_the_moment_of_expiry_keeps_its_file(running
             )
             for i in range(3)
         ]
-        racers = [*updates, tick(), *(files.sweep() for _ in range(3))]
+        racers = [*updates, tick(), *(files.core.sweep() for _ in range(3))]
         order = rng.sample(range(len(racers)), len(racers))
         results = await asyncio.gather(*(racers[i] for i in order), return_exceptions=True)
         answered = dict(zip(order, results, strict=True))
         acknowledged = [f"u{i}" for i in range(3) if not isinstance(answered[i], BaseException)]
         for i in range(3):
             assert isinstance(answered[i], (file_pb2.File, NotFound)), answered[i]
-        survivor = await files.store.get(file.id, clock.now)
+        survivor = await files.core.store.get(file.id, clock.now)
         if acknowledged:
             assert survivor is not None, f"round {round_number}: an acknowledged Update was swept"
             assert set(acknowledged) <= set(survivor.labels), round_number

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.domain import MAX_CONTENT_BYTES, NS_PER_DAY
+from server.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
 from server.errors import InvalidArgument, NotFound
 from server.mime import _may_have_magic
 
@@ -154,7 +154,7 @@ async def test_get_and_delete(files: Files) -> None:
         with pytest.raises(NotFound):
             await call
     assert (await files.list(fs.ListFilesRequest(folder_id="f1"))).files == []
-    assert await files.store.content(file.id, 0) is None
+    assert await files.core.store.content(file.id, 0) is None
 
 
 async def test_empty_ids_are_invalid(files: Files) -> None:
@@ -309,11 +309,11 @@ async def test_expired_files_are_gone_everywhere_and_then_purged(
         await files.delete(fs.DeleteFileRequest(file_id=short.id))
     listed = await files.list(fs.ListFilesRequest(folder_id="f1"))
     assert [f.id for f in listed.files] == [lasting.id]
-    assert await files.sweep() == 1
+    assert await files.core.sweep() == 1
     # Purged, not just hidden: not even a lookup as of creation time finds it.
-    assert await files.store.get(short.id, created_at) is None
-    assert await files.store.content(short.id, created_at) is None
-    assert await files.store.get(lasting.id, created_at) is not None
+    assert await files.core.store.get(short.id, created_at) is None
+    assert await files.core.store.content(short.id, created_at) is None
+    assert await files.core.store.get(lasting.id, created_at) is not None
 
 
 async def test_sweep_spares_a_file_whose_expiry_was_just_extended(
@@ -323,5 +323,5 @@ async def test_sweep_spares_a_file_whose_expiry_was_just_extended(
     clock.advance(NS_PER_DAY - 1)
     await files.update(fs.UpdateFileRequest(file_id=file.id))  # activity: a day from now
     clock.advance(1)
-    assert await files.sweep() == 0
+    assert await files.core.sweep() == 0
     assert (await files.get(fs.GetFileRequest(file_id=file.id))).id == file.id

@@ -11,7 +11,8 @@ from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 from server.auth import Caller
-from server.domain import NS_PER_DAY, _read_cached, plan_update
+from server.domain.limits import NS_PER_DAY
+from server.domain.update_mask import plan_update, read_cached
 from server.errors import InvalidArgument, NotFound
 from server.masks import quote_segment, split_path
 
@@ -214,17 +215,17 @@ async def test_a_backticked_key_reaches_the_label_rules_unescaped(files: Files) 
 
 
 def test_a_mask_read_once_is_checked_every_time_and_long_ones_are_not_kept() -> None:
-    # Masks are read once and kept (domain._read_cached); a bad one must still fail every
+    # Masks are read once and kept (domain.read_cached); a bad one must still fail every
     # time, and a long one must not be kept, or one client could fill the memory with them.
     for _ in range(2):
         with pytest.raises(InvalidArgument):
             plan_update(["name", "created_at"])
     assert plan_update(["name"]) is plan_update(("name",))
     long_mask = [f"labels.k{i:03d}{'x' * 40}" for i in range(20)]
-    before = _read_cached.cache_info().currsize
+    before = read_cached.cache_info().currsize
     assert plan_update(long_mask).label_keys == tuple(p.split(".")[1] for p in long_mask)
     assert plan_update(long_mask) is not plan_update(long_mask)
-    assert _read_cached.cache_info().currsize == before
+    assert read_cached.cache_info().currsize == before
 
 
 LONG = "x" * 1025

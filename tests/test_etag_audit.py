@@ -12,8 +12,8 @@ from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.auth import Caller
-from server.domain import etag
-from server.errors import Aborted
+from server.domain.records import etag
+from server.errors import PreconditionFailed
 from server.store import AuditEvent
 from tests.support import run_server_command, server_process
 
@@ -44,9 +44,9 @@ async def test_if_match_makes_update_and_delete_conditional(files: Files, clock:
     stale = etag(file)
     clock.advance(1)
     current = await files.update(rename(file.id, "first"), if_match=stale)
-    with pytest.raises(Aborted):
+    with pytest.raises(PreconditionFailed):
         await files.update(rename(file.id, "lost update"), if_match=stale)
-    with pytest.raises(Aborted):
+    with pytest.raises(PreconditionFailed):
         await files.delete(fs.DeleteFileRequest(file_id=file.id), if_match=f"W/{etag(current)}")
     assert (await files.get(fs.GetFileRequest(file_id=file.id))) == current
     both = f'"other", {etag(current)}'
@@ -74,11 +74,11 @@ async def test_audit_records_every_change_with_exactly_the_changed_paths(
     )
     await files.update(request, Caller("bob", request_id="r2"))
     await files.update(request, Caller("bob", request_id="r3"))  # nothing changes
-    with pytest.raises(Aborted):
+    with pytest.raises(PreconditionFailed):
         await files.update(rename(file.id, "x"), alice, if_match='"stale"')
     clock.advance(5)
     await files.delete(fs.DeleteFileRequest(file_id=file.id), Caller("carol", request_id="r4"))
-    assert await files.history(file.id) == [
+    assert await files.core.store.audit_log(file.id) == [
         AuditEvent(file.id, created, "alice", "create", (), "r1"),
         AuditEvent(
             file.id, created + 5, "bob", "update", ("name", "labels.`b.c`", "labels.new"), "r2"

@@ -21,8 +21,8 @@ from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import MAX_MESSAGE_BYTES
-from server.domain import MAX_CONTENT_BYTES, NS_PER_DAY
-from server.grpc_api import new_request_id
+from server.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
+from server.request_ids import new_request_id
 
 if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
@@ -131,7 +131,7 @@ async def test_unexpected_failure_is_internal_without_details(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     file = await create(running)
-    store = running.server.files.store
+    store = running.server.core.store
     await store.close()  # the SQL stores now raise on every call, each in its driver's words
     if backend == "memory":  # closing it is a no-op: fail its lookup instead, in SQL words
 
@@ -262,7 +262,7 @@ async def test_content_of_exactly_128_mib_is_accepted_and_one_byte_more_refused(
     assert f"at most {MAX_CONTENT_BYTES} allowed" in (e.value.details() or "")
     file = await create(running, content=content[:-1], mime_type=mime)
     del content
-    stored = await running.server.files.store.get(file.id, running.clock.now)
+    stored = await running.server.core.store.get(file.id, running.clock.now)
     assert stored is not None and stored.size == MAX_CONTENT_BYTES
     await running.stub.Delete(fs.DeleteFileRequest(file_id=file.id))
 
@@ -280,7 +280,7 @@ async def test_content_past_grpc_default_4_mib_limit_round_trips(running: Runnin
 
 async def test_the_sweeper_purges_expired_files_on_its_own(running: Running) -> None:
     file = await create(running, expiration_config=common_pb2.ExpirationConfig(ttl_days=1))
-    store = running.server.files.store
+    store = running.server.core.store
     running.clock.advance(NS_PER_DAY)
     running.server.start_sweeper(interval_seconds=0.01)
 

@@ -24,7 +24,7 @@ import pytest
 from google.protobuf import json_format, timestamp_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
 
-from server.domain import NS_PER_DAY
+from server.domain.limits import NS_PER_DAY
 from tests.support import ROOT, VENV_BIN, server_process
 
 NODE_CLIENT = ROOT / "clients" / "node"

@@ -14,10 +14,10 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-import server.domain
+import server.domain.uploads
 from server.app import Server, Settings
 from server.auth import add_key
-from server.domain import Files
+from server.domain import Core
 from server.store import open_store
 
 if TYPE_CHECKING:
@@ -357,7 +357,7 @@ async def test_framework_refusals_are_pds_json_too(
         assert (response.status, (await response.json())["code"]) == (404, "NotFound")
     async with pds.session.post(f"{pds.base}/v2/file/get", data=b"{not json") as response:
         assert (response.status, (await response.json())["code"]) == (400, "InvalidParameter")
-    monkeypatch.setattr(server.domain, "MAX_CONTENT_BYTES", 4)
+    monkeypatch.setattr(server.domain.uploads, "MAX_CONTENT_BYTES", 4)
     created = await pds.ok("create", {"drive_id": "d1", "name": "big", "size": 4})
     async with pds.session.put(created["part_info_list"][0]["upload_url"], data=b"12345") as r:
         assert (r.status, (await r.json())["code"]) == (413, "EntityTooLarge")
@@ -398,7 +398,7 @@ async def test_complete_needs_every_part_and_the_announced_size(pds: Pds) -> Non
 async def test_a_never_completed_upload_is_purged_after_a_day(pds: Pds, running: Running) -> None:
     created = await pds.ok("create", {"drive_id": "d1", "name": "a", "size": 1})
     running.clock.now += 86_400 * 10**9
-    await running.server.files.sweep()
+    await running.server.core.sweep()
     async with pds.session.put(created["part_info_list"][0]["upload_url"], data=b"x") as r:
         assert (r.status, (await r.json())["code"]) == (403, "Forbidden")  # the link lapsed too
     ids = {"drive_id": "d1", "file_id": created["file_id"], "upload_id": created["upload_id"]}
@@ -461,7 +461,7 @@ async def keyed(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[str, dict[s
         drain_quiet_seconds=0,
         shutdown_grace_seconds=1,
     )
-    server = Server(settings, Files(open_store("memory:"), clock=clock))
+    server = Server(settings, Core(open_store("memory:"), clock=clock))
     await server.start()
     try:
         yield f"http://127.0.0.1:{server.http_port}", keys

@@ -25,7 +25,8 @@ from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.domain import NS_PER_DAY, Files
+from server.domain import Core, Files
+from server.domain.limits import NS_PER_DAY
 from server.errors import Unavailable
 from server.store import open_store
 from server.store.postgres import MIGRATIONS
@@ -118,7 +119,7 @@ async def test_updates_of_other_fields_through_two_replicas_lose_nothing(
     row lock, one replica writes back what it read over what the other committed meanwhile.
     Here no two masks overlap, yet labels share a column, and each Update moves a
     SINCE_LAST_ACTIVE file's expiry by the ttl it read."""
-    files = [Files(replica, clock=clock) for replica in replicas]
+    files = [Files(Core(replica, clock=clock)) for replica in replicas]
     created = await files[0].create(fs.CreateFileRequest(folder_id="f", content=b"x"))
     clock.advance(10**9)  # the Updates' expiry differs from the one Create set
 

@@ -14,17 +14,9 @@ import asyncpg
 import pytest
 
 from server.app import Server, Settings
-from server.store import (
-    FIELDS,
-    FileRecord,
-    changed_columns,
-    open_store,
-    pending_migrations,
-    record_row,
-    with_pool_size,
-    without_password,
-)
+from server.store import FileRecord, open_store, with_pool_size, without_password
 from server.store.postgres import CHUNK_BYTES
+from server.store.rows import FIELDS, changed_columns, pending_migrations, record_row
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -314,6 +306,6 @@ def test_pool_size_flag_sets_the_url_parameter(url: str, size: int | None, expec
 
 def test_pool_size_reaches_the_postgres_store_and_is_refused_elsewhere() -> None:
     server = Server(Settings(store="postgresql://u@127.0.0.1:1/db", pool_size=3))
-    assert server.files.store.pool_size == 3  # type: ignore[attr-defined]
+    assert server.core.store.pool_size == 3  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="PostgreSQL"):
         Server(Settings(store="sqlite:///x.db", pool_size=3))

@@ -20,7 +20,7 @@ from server.store import SORT_KEYS, Order, Upload, content_hash, open_store
 from tests.test_store import NOW, SQL_BACKENDS, query, record
 
 if TYPE_CHECKING:
-    from server.store import FileStore
+    from server.store import FileRecord, FileStore, Naming
 
 PDS_RECORD = record(
     hidden=True,
@@ -132,29 +132,54 @@ async def test_an_upload_is_invisible_until_finished_and_then_whole(store: FileS
     assert not await store.put_part("up", "wrong", 1, b"x", now_ns=NOW, check=check)
     assert not await store.put_part("up", "u1", 1, b"x", now_ns=NOW + 10**12, check=check)
 
-    def build(upload: Upload, parts: list[bytes]) -> tuple[object, bytes]:
-        assert upload.name_mode == REFUSE and upload.parts == 2
-        content = b"".join(parts)
-        done = upload.record._replace(size=len(content), content_hash=content_hash(content))
-        return done, content
-
-    assert await store.finish_upload("up", "other", NOW, build) is None  # type: ignore[arg-type]
-    finished = await store.finish_upload("up", "u1", NOW, build)  # type: ignore[arg-type]
+    assert await finish(store, "up", "other") is None
+    finished = await finish(store, "up", "u1")
     assert finished is not None and finished.size == 11
     assert await store.get("up", NOW) == finished
     assert await store.content("up", NOW) == b"hello world"
-    assert await store.finish_upload("up", "u1", NOW, build) is None  # type: ignore[arg-type]
+    assert await finish(store, "up", "u1") is None
+
+
+async def finish(
+    store: FileStore, file_id: str, upload_id: str, now_ns: int = NOW, naming: Naming | None = None
+) -> FileRecord | None:
+    """Completes an upload as the domain does: read the parts, build the file, write it."""
+    pending = await store.pending_upload(file_id, upload_id, now_ns)
+    if pending is None:
+        return None
+    upload, parts = pending
+    content = b"".join(parts)
+    done = upload.record._replace(
+        size=len(content), content_hash=content_hash(content), updated_at_ns=now_ns
+    )
+    return await store.finish_upload(upload, done, content, naming=naming)
+
+
+async def test_a_part_put_after_the_parts_were_read_stops_the_finish(store: FileStore) -> None:
+    # Completion reads the parts outside its write: a part that lands in between must not be
+    # acknowledged and then lost, so the write finds the revision moved and changes nothing.
+    await store.stage(Upload(record("up", size=0), "u1", 1, NOW + 10**12, "ignore"))
+    await store.put_part("up", "u1", 1, b"first", now_ns=NOW, check=lambda _: None)
+    pending = await store.pending_upload("up", "u1", NOW)
+    assert pending is not None
+    upload, parts = pending
+    assert (upload.revision, parts) == (1, [b"first"])
+    await store.put_part("up", "u1", 1, b"second", now_ns=NOW, check=lambda _: None)
+    stale = upload.record._replace(size=5, updated_at_ns=NOW)
+    assert await store.finish_upload(upload, stale, b"first") is None
+    assert await store.get("up", NOW) is None
+    finished = await finish(store, "up", "u1")
+    assert finished is not None and await store.content("up", NOW) == b"second"
 
 
 async def test_a_failing_finish_leaves_the_upload_pending(store: FileStore) -> None:
     await store.create(record("holder", name="n"), b"x")
     await store.stage(Upload(record("up", name="n"), "u1", 1, NOW + 10**12, REFUSE))
     await store.put_part("up", "u1", 1, b"data", now_ns=NOW, check=lambda _: None)
-    keep = lambda upload, parts: (upload.record, b"".join(parts))  # noqa: E731
     with pytest.raises(AlreadyExists):
-        await store.finish_upload("up", "u1", NOW, keep, naming=naming_for(REFUSE))
+        await finish(store, "up", "u1", naming=naming_for(REFUSE))
     await store.delete("holder", NOW)
-    assert await store.finish_upload("up", "u1", NOW, keep, naming=naming_for(REFUSE)) is not None
+    assert await finish(store, "up", "u1", naming=naming_for(REFUSE)) is not None
     assert await store.content("up", NOW) == b"data"
 
 
@@ -163,9 +188,8 @@ async def test_expired_uploads_are_purged(store: FileStore) -> None:
     await store.stage(Upload(record("new"), "u2", 1, NOW + 10, "ignore"))
     await store.put_part("new", "u2", 1, b"x", now_ns=NOW, check=lambda _: None)
     await store.purge_expired(NOW)
-    keep = lambda upload, parts: (upload.record, b"".join(parts))  # noqa: E731
-    assert await store.finish_upload("old", "u1", NOW - 1, keep) is None
-    assert await store.finish_upload("new", "u2", NOW, keep) is not None
+    assert await finish(store, "old", "u1", NOW - 1) is None
+    assert await finish(store, "new", "u2") is not None
 
 
 @pytest.mark.parametrize(("key", "descending"), list(itertools.product(SORT_KEYS, [False, True])))

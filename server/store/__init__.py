@@ -8,16 +8,13 @@ A record whose `expires_at_ns` is at or before the `now_ns` a method is given co
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import importlib
-import json
-import types
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Mapping
 
 
 class FileRecord(NamedTuple):
@@ -63,73 +60,9 @@ class AuditEvent:
     request_id: str
 
 
-FIELDS = FileRecord._fields
-COLUMNS = ", ".join(FIELDS)
-"""The SQL backends' column order for a FileRecord, as `record_row` lays out its values."""
-
-# Positions a backend may store in its own way.
-DESCRIPTION, LABELS, PDS_LABELS = (FIELDS.index(f) for f in ("description", "labels", "pds_labels"))
-HIDDEN, STARRED = FIELDS.index("hidden"), FIELDS.index("starred")
-
-
-def _column_value(index: int, value: object) -> object:
-    """A record's value as the SQL backends store it: both label sets as JSON text."""
-    if index == LABELS:
-        return json.dumps(dict(value), ensure_ascii=False, sort_keys=True)  # type: ignore[call-overload]
-    if index == PDS_LABELS:
-        return json.dumps(list(value), ensure_ascii=False) if value else "[]"  # type: ignore[call-overload]
-    return value
-
-
-def record_row(record: FileRecord) -> list[object]:
-    """The record's values in COLUMNS order, both label sets as JSON text."""
-    row: list[object] = list(record)
-    for index in (LABELS, PDS_LABELS):
-        row[index] = _column_value(index, row[index])
-    return row
-
-
-def changed_columns(old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], list[object]]:
-    """The columns (never the id) whose values differ between two versions of a record, and
-    their new values as `record_row` gives them: an UPDATE that writes only these leaves
-    the indexes on the others alone and encodes no label set that did not change."""
-    names: list[str] = []
-    values: list[object] = []
-    for index in range(1, len(FIELDS)):
-        value = new[index]
-        if value is not old[index] and value != old[index]:
-            names.append(FIELDS[index])
-            values.append(_column_value(index, value))
-    return tuple(names), values
-
-
-@functools.lru_cache(maxsize=1024)
-def _label_map(text: str) -> Mapping[str, str]:
-    """Files share a few label sets, and a List page decodes a hundred: each set once, read-only
-    so that records may share it (at most ~8 KiB each, so the cache stays small)."""
-    return types.MappingProxyType(json.loads(text))
-
-
-def row_record(row: Sequence[object]) -> FileRecord:
-    """The record from values in COLUMNS order with both label sets as JSON text (and the
-    flags as SQLite's 0 and 1 or as booleans)."""
-    values = list(row)
-    values[LABELS] = _label_map(str(values[LABELS]))
-    pds_labels = str(values[PDS_LABELS])
-    values[PDS_LABELS] = () if pds_labels == "[]" else tuple(json.loads(pds_labels))
-    values[HIDDEN] = bool(values[HIDDEN])
-    values[STARRED] = bool(values[STARRED])
-    return FileRecord._make(values)
-
-
 def content_hash(content: bytes | bytearray | memoryview) -> str:
     """What PDS calls `content_hash` (with `content_hash_name` sha1)."""
     return hashlib.sha1(content, usedforsecurity=False).hexdigest().upper()
-
-
-def audit_row(event: AuditEvent) -> tuple[str, int, str, str]:
-    """The leading columns both SQL backends store an event under."""
-    return (event.file_id, event.time_ns, event.subject, event.action)
 
 
 Cursor = tuple[int | str, str]
@@ -179,18 +112,16 @@ class Upload:
     parts: int  # the client announced parts 1..parts
     expires_at_ns: int
     name_mode: str  # the name-conflict policy to apply again on completion
-
-    def to_json(self) -> str:
-        """The record and name mode, as a backend keeps them in one text column."""
-        return json.dumps([record_row(self.record), self.name_mode], ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str, upload_id: str, parts: int, expires_at_ns: int) -> Upload:
-        row, name_mode = json.loads(text)
-        return cls(row_record(row), upload_id, parts, expires_at_ns, name_mode)
+    revision: int = 0  # how many parts have been put: completion checks it did not move
 
 
 class FileStore(Protocol):
+    """What a backend does; `open_store` picks one by the URL's scheme."""
+
+    @classmethod
+    def from_url(cls, url: str) -> FileStore:
+        """The backend for a URL of its scheme; raises ValueError for a malformed one."""
+
     async def open(self) -> None:
         """Connects and brings the schema up to date."""
 
@@ -242,26 +173,32 @@ class FileStore(Protocol):
         now_ns: int,
         check: Callable[[int], None],
     ) -> bool:
-        """Stores (or replaces) one part; False when no such upload is pending.
+        """Stores (or replaces) one part and moves the upload's revision; False when no such
+        upload is pending.
 
         `check(total)` sees the byte count of all the upload's parts with this one, in the same
         transaction: an exception from it stores nothing.
         """
 
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        """The pending upload and its parts' bytes in number order, read at one moment;
+        None when no such upload is pending."""
+
     async def finish_upload(
         self,
-        file_id: str,
-        upload_id: str,
-        now_ns: int,
-        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
         *,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord | None:
-        """Turns a pending upload into a live file in one transaction; None when none is pending.
-
-        `build(upload, parts)` gives the record and content to store from the parts in number
-        order; an exception from it (or from `naming`) leaves the upload pending.
+        """Makes `record` with `content` live in place of `upload`, in one transaction, and
+        returns what it stored (as `naming` settles it, when given). None, with nothing
+        changed, when the upload is no longer pending at `record.updated_at_ns` or a part was
+        put since it was read (its revision moved). An exception from `naming` changes nothing.
         """
 
     async def delete(
@@ -296,22 +233,6 @@ class FileStore(Protocol):
         records."""
 
 
-Migration = tuple[str, ...]
-"""The statements that bring a SQL backend's schema from version N to N+1."""
-
-
-def pending_migrations(
-    migrations: Sequence[Migration], version: int
-) -> list[tuple[int, Migration]]:
-    """The migrations a schema at `version` still needs, each with the version it brings.
-
-    Both SQL backends keep an append-only list and apply what this returns in one transaction
-    (SQLite records the version in `PRAGMA user_version`, PostgreSQL in `schema_version`). A
-    schema newer than the list needs nothing: an older replica runs on during an upgrade.
-    """
-    return list(enumerate(migrations[version:], start=version + 1))
-
-
 _BACKENDS = {
     "memory": "server.store.memory:MemoryStore",
     "sqlite": "server.store.sqlite:SqliteStore",
@@ -333,7 +254,7 @@ def open_store(url: str) -> FileStore:
         raise ValueError(f"unsupported store URL {url!r}: use one of {known}")
     module_name, _, class_name = target.partition(":")
     backend: type[FileStore] = getattr(importlib.import_module(module_name), class_name)
-    return backend.from_url(url)  # type: ignore[attr-defined, no-any-return]
+    return backend.from_url(url)
 
 
 def with_pool_size(url: str, size: int | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from server.store import NEWEST_FIRST
@@ -146,26 +147,35 @@ class MemoryStore:
         parts = self._parts[file_id]
         check(sum(len(p) for n, p in parts.items() if n != number) + len(data))
         parts[number] = data
+        upload = self._uploads[file_id]
+        self._uploads[file_id] = dataclasses.replace(upload, revision=upload.revision + 1)
         return True
 
-    async def finish_upload(
-        self,
-        file_id: str,
-        upload_id: str,
-        now_ns: int,
-        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
-        *,
-        audit: AuditEvent | None = None,
-        naming: Naming | None = None,
-    ) -> FileRecord | None:
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
         upload = self._pending(file_id, upload_id, now_ns)
         if upload is None:
             return None
         parts = self._parts[file_id]
-        record, content = build(upload, [parts[n] for n in sorted(parts)])
-        record = await self.create(record, content, audit, naming)
+        return upload, [parts[n] for n in sorted(parts)]
+
+    async def finish_upload(
+        self,
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        file_id = upload.record.id
+        now = self._pending(file_id, upload.upload_id, record.updated_at_ns)
+        if now is None or now.revision != upload.revision:
+            return None
+        stored = await self.create(record, content, audit, naming)
         del self._uploads[file_id], self._parts[file_id]
-        return record
+        return stored
 
     async def list(
         self,

@@ -36,26 +36,25 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from server.errors import DomainError, Unavailable
-from server.store import (
+from server.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from server.store.rows import (
     COLUMNS,
     DESCRIPTION,
     FIELDS,
-    NEWEST_FIRST,
-    AuditEvent,
-    FileRecord,
-    Upload,
     audit_row,
     changed_columns,
-    content_hash,
     pending_migrations,
     record_row,
     row_record,
+    upload_from_json,
+    upload_json,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from server.store import Cursor, Migration, Naming, Order
+    from server.store import Cursor, Naming, Order, Upload
+    from server.store.rows import Migration
 
 DEFAULT_POOL_SIZE = 10
 CHUNK_BYTES = 1024 * 1024
@@ -136,6 +135,10 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (file_id, number)
         )""",
     ),
+    (
+        # Completion reads the parts outside its write, then checks that none was put since.
+        "ALTER TABLE uploads ADD COLUMN revision bigint NOT NULL DEFAULT 0",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
@@ -150,7 +153,6 @@ _NAMES = (
 # of its own, "name" and the folder's hash), so two of them cannot both find a name free.
 _NAMING_LOCK = "SELECT pg_advisory_xact_lock(1851878757, hashtext($1))"
 
-_COLUMNS = COLUMNS
 _PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 1))
 
 
@@ -179,10 +181,15 @@ def _record(row: asyncpg.Record) -> FileRecord:
     return row_record(values)
 
 
+def _to_column(name: str, value: object) -> object:
+    """A value as this backend stores it: `description` is bytea, as text cannot hold U+0000."""
+    return value.encode() if name == "description" and isinstance(value, str) else value
+
+
 def _row(record: FileRecord) -> tuple[object, ...]:
-    row = record_row(record)
-    row[DESCRIPTION] = record.description.encode()  # bytea: text cannot hold U+0000
-    return tuple(row)
+    return tuple(
+        _to_column(name, value) for name, value in zip(FIELDS, record_row(record), strict=True)
+    )
 
 
 async def _names(
@@ -192,7 +199,7 @@ async def _names(
     return {row[0]: row[1] for row in rows}
 
 
-async def _settle(
+async def _settle_name(
     conn: asyncpg.pool.PoolConnectionProxy, record: FileRecord, naming: Naming | None
 ) -> FileRecord:
     if naming is None:
@@ -215,7 +222,7 @@ async def _insert(
         (record.id, seq, view[start : start + CHUNK_BYTES])
         for seq, start in enumerate(range(0, len(content), CHUNK_BYTES))
     )
-    await conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES ({_PLACES})", *_row(record))
+    await conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", *_row(record))
     await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
     await _insert_audit(conn, audit)
 
@@ -246,11 +253,11 @@ async def _gather(conn: asyncpg.pool.PoolConnectionProxy, file_id: str, size: in
     return buffer
 
 
-async def _pending(
+async def _pending_upload(
     conn: asyncpg.pool.PoolConnectionProxy, file_id: str, upload_id: str, now_ns: int
 ) -> Upload | None:
     row = await conn.fetchrow(
-        "SELECT record, parts, expires_at_ns FROM uploads"
+        "SELECT record, parts, expires_at_ns, revision FROM uploads"
         " WHERE file_id = $1 AND upload_id = $2 AND expires_at_ns > $3 FOR UPDATE",
         file_id,
         upload_id,
@@ -258,7 +265,7 @@ async def _pending(
     )
     if row is None:
         return None
-    return Upload.from_json(row[0], upload_id, row[1], row[2])
+    return upload_from_json(row[0], upload_id, row[1], row[2], row[3])
 
 
 async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEvent | None) -> None:
@@ -379,7 +386,7 @@ class PostgresStore:
         naming: Naming | None = None,
     ) -> FileRecord:
         async with self._connection() as conn, conn.transaction():
-            record = await _settle(conn, record, naming)
+            record = await _settle_name(conn, record, naming)
             await _insert(conn, record, content, audit)
         return record
 
@@ -395,7 +402,7 @@ class PostgresStore:
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2",
+                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2",
                 file_id,
                 now_ns,
             )
@@ -413,21 +420,17 @@ class PostgresStore:
             # The row lock holds off every other replica's update of this file until commit;
             # an exception from `change` leaves the block and rolls back.
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
+                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
                 file_id,
                 now_ns,
             )
             if row is None:
                 return None
             old = _record(row)
-            new = await _settle(conn, change(old), naming)
+            new = await _settle_name(conn, change(old), naming)
             columns, values = changed_columns(old, new)
             if columns:
-                # description is bytea here, as _row stores it
-                values = [
-                    new.description.encode() if c == "description" else v
-                    for c, v in zip(columns, values, strict=True)
-                ]
+                values = [_to_column(c, v) for c, v in zip(columns, values, strict=True)]
                 await conn.execute(_update_statement(columns), file_id, *values)
             await _insert_audit(conn, audit(old, new) if audit is not None else None)
             return new
@@ -441,12 +444,13 @@ class PostgresStore:
     async def stage(self, upload: Upload) -> None:
         async with self._connection() as conn:
             await conn.execute(
-                "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)",
                 upload.record.id,
                 upload.upload_id,
                 upload.parts,
                 upload.expires_at_ns,
-                upload.to_json(),  # text, not jsonb: jsonb cannot hold U+0000
+                upload_json(upload),  # text, not jsonb: jsonb cannot hold U+0000
+                upload.revision,
             )
 
     async def put_part(
@@ -460,7 +464,7 @@ class PostgresStore:
         check: Callable[[int], None],
     ) -> bool:
         async with self._connection() as conn, conn.transaction():
-            if await _pending(conn, file_id, upload_id, now_ns) is None:
+            if await _pending_upload(conn, file_id, upload_id, now_ns) is None:
                 return False
             others = await conn.fetchval(
                 "SELECT coalesce(sum(octet_length(data)), 0) FROM upload_parts"
@@ -476,30 +480,51 @@ class PostgresStore:
                 number,
                 data,
             )
+            await conn.execute(
+                "UPDATE uploads SET revision = revision + 1 WHERE file_id = $1", file_id
+            )
             return True
+
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        async with (
+            self._connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await conn.fetchrow(
+                "SELECT record, parts, expires_at_ns, revision FROM uploads"
+                " WHERE file_id = $1 AND upload_id = $2 AND expires_at_ns > $3",
+                file_id,
+                upload_id,
+                now_ns,
+            )
+            if row is None:
+                return None
+            upload = upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+            parts = await conn.fetch(
+                "SELECT data FROM upload_parts WHERE file_id = $1 ORDER BY number", file_id
+            )
+            return upload, [part[0] for part in parts]
 
     async def finish_upload(
         self,
-        file_id: str,
-        upload_id: str,
-        now_ns: int,
-        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
         *,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord | None:
+        file_id = upload.record.id
         async with self._connection() as conn, conn.transaction():
-            upload = await _pending(conn, file_id, upload_id, now_ns)
-            if upload is None:
+            now = await _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
+            if now is None or now.revision != upload.revision:
                 return None
-            parts = await conn.fetch(
-                "SELECT data FROM upload_parts WHERE file_id = $1 ORDER BY number", file_id
-            )
-            record, content = build(upload, [row[0] for row in parts])
-            record = await _settle(conn, record, naming)
-            await _insert(conn, record, content, audit)
+            settled = await _settle_name(conn, record, naming)
+            await _insert(conn, settled, content, audit)
             await conn.execute("DELETE FROM uploads WHERE file_id = $1", file_id)
-            return record
+            return settled
 
     async def delete(
         self,
@@ -510,7 +535,7 @@ class PostgresStore:
     ) -> bool:
         async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
+                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
                 file_id,
                 now_ns,
             )
@@ -536,7 +561,7 @@ class PostgresStore:
         past = f" AND ({key}, id) {'<' if order.descending else '>'} ($4, $5)" if after else ""
         async with self._connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM files WHERE folder_id = $1 AND expires_at_ns > $2{past}"
+                f"SELECT {COLUMNS} FROM files WHERE folder_id = $1 AND expires_at_ns > $2{past}"
                 f" ORDER BY {key} {direction}, id {direction} LIMIT $3",
                 folder_id,
                 now_ns,

@@ -22,23 +22,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from server.store import (
+from server.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from server.store.rows import (
     COLUMNS,
     FIELDS,
-    NEWEST_FIRST,
-    AuditEvent,
-    FileRecord,
-    Upload,
     audit_row,
     changed_columns,
-    content_hash,
     pending_migrations,
     record_row,
     row_record,
+    upload_from_json,
+    upload_json,
 )
 
 if TYPE_CHECKING:
-    from server.store import Cursor, Migration, Naming, Order
+    from server.store import Cursor, Naming, Order, Upload
+    from server.store.rows import Migration
 
 T = TypeVar("T")
 
@@ -111,6 +110,10 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (file_id, number)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Completion reads the parts outside its write, then checks that none was put since.
+        "ALTER TABLE uploads ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
@@ -123,15 +126,7 @@ _NAMES = (
     " AND expires_at_ns > ? AND id != ?"
 )
 
-_COLUMNS = COLUMNS
 _PLACES = ", ".join("?" * len(FIELDS))
-
-
-_record = row_record
-
-
-def _row(record: FileRecord) -> tuple[object, ...]:
-    return tuple(record_row(record))
 
 
 @functools.lru_cache(maxsize=256)
@@ -159,7 +154,7 @@ def _settle_name(conn: sqlite3.Connection, record: FileRecord, naming: Naming | 
 def _insert(
     conn: sqlite3.Connection, record: FileRecord, content: bytes, audit: AuditEvent | None
 ) -> None:
-    conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES ({_PLACES})", _row(record))
+    conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", tuple(record_row(record)))
     conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
     _insert_audit(conn, audit)
 
@@ -193,25 +188,27 @@ def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
 
 def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRecord | None:
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
+        f"SELECT {COLUMNS} FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
     ).fetchone()
-    return None if row is None else _record(row)
+    return None if row is None else row_record(row)
 
 
-def _pending(conn: sqlite3.Connection, file_id: str, upload_id: str, now_ns: int) -> Upload | None:
+def _pending_upload(
+    conn: sqlite3.Connection, file_id: str, upload_id: str, now_ns: int
+) -> Upload | None:
     row = conn.execute(
-        "SELECT record, parts, expires_at_ns FROM uploads"
+        "SELECT record, parts, expires_at_ns, revision FROM uploads"
         " WHERE file_id = ? AND upload_id = ? AND expires_at_ns > ?",
         (file_id, upload_id, now_ns),
     ).fetchone()
-    return None if row is None else Upload.from_json(row[0], upload_id, row[1], row[2])
+    return None if row is None else upload_from_json(row[0], upload_id, row[1], row[2], row[3])
 
 
-_Pending = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
+_Queued = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
 _Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
 
 
-def _settle(outcomes: list[_Outcome]) -> None:
+def _resolve(outcomes: list[_Outcome]) -> None:
     for future, result, error in outcomes:
         if future.cancelled():
             continue  # the caller gave up; the write stands or fell all the same
@@ -248,10 +245,8 @@ class SqliteStore:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
-        self._pending: list[
-            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], int]
-        ] = []
-        self._pending_lock = threading.Lock()
+        self._queue: list[_Queued] = []  # writes waiting for the next group commit
+        self._queue_lock = threading.Lock()
         self._flush_scheduled = False
 
     @classmethod
@@ -330,27 +325,27 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        with self._pending_lock:
-            self._pending.append((work, future, size))
+        with self._queue_lock:
+            self._queue.append((work, future, size))
             start, self._flush_scheduled = not self._flush_scheduled, True
         if start:
             self._writer.submit(self._commit_pending, loop)
         return await future
 
     def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._pending_lock:
+        with self._queue_lock:
             total = count = 0
-            for _, _, size in self._pending:
+            for _, _, size in self._queue:
                 if count and total + size > GROUP_BYTES:
                     break
                 total, count = total + size, count + 1
-            batch, self._pending = self._pending[:count], self._pending[count:]
-            self._flush_scheduled = bool(self._pending)
+            batch, self._queue = self._queue[:count], self._queue[count:]
+            self._flush_scheduled = bool(self._queue)
         if self._flush_scheduled and self._writer is not None:
             self._writer.submit(self._commit_pending, loop)  # the rest, after this group
-        loop.call_soon_threadsafe(_settle, self._run_group(batch))
+        loop.call_soon_threadsafe(_resolve, self._run_group(batch))
 
-    def _run_group(self, batch: list[_Pending]) -> list[_Outcome]:
+    def _run_group(self, batch: list[_Queued]) -> list[_Outcome]:
         """One transaction for the whole group. Writes rarely fail (validation happens before
         them), so no savepoint is paid for each: if one fails, the group is rolled back and
         each write runs again in a transaction of its own, which isolates the failure."""
@@ -458,13 +453,14 @@ class SqliteStore:
     async def stage(self, upload: Upload) -> None:
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     upload.record.id,
                     upload.upload_id,
                     upload.parts,
                     upload.expires_at_ns,
-                    upload.to_json(),
+                    upload_json(upload),
+                    upload.revision,
                 ),
             )
 
@@ -481,7 +477,7 @@ class SqliteStore:
         check: Callable[[int], None],
     ) -> bool:
         def insert(conn: sqlite3.Connection) -> bool:
-            if _pending(conn, file_id, upload_id, now_ns) is None:
+            if _pending_upload(conn, file_id, upload_id, now_ns) is None:
                 return False
             (others,) = conn.execute(
                 "SELECT coalesce(sum(length(data)), 0) FROM upload_parts"
@@ -492,34 +488,50 @@ class SqliteStore:
             conn.execute(
                 "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?)", (file_id, number, data)
             )
+            conn.execute("UPDATE uploads SET revision = revision + 1 WHERE file_id = ?", (file_id,))
             return True
 
         return await self._write(insert, size=len(data))
 
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        def select(conn: sqlite3.Connection) -> tuple[Upload, list[bytes]] | None:
+            conn.execute("BEGIN")  # one snapshot for the upload and its parts
+            try:
+                upload = _pending_upload(conn, file_id, upload_id, now_ns)
+                if upload is None:
+                    return None
+                parts = conn.execute(
+                    "SELECT data FROM upload_parts WHERE file_id = ? ORDER BY number", (file_id,)
+                )
+                return upload, [data for (data,) in parts.fetchall()]
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._read(select)
+
     async def finish_upload(
         self,
-        file_id: str,
-        upload_id: str,
-        now_ns: int,
-        build: Callable[[Upload, list[bytes]], tuple[FileRecord, bytes]],
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
         *,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord | None:
-        def finish(conn: sqlite3.Connection) -> FileRecord | None:
-            upload = _pending(conn, file_id, upload_id, now_ns)
-            if upload is None:
-                return None
-            parts = conn.execute(
-                "SELECT data FROM upload_parts WHERE file_id = ? ORDER BY number", (file_id,)
-            )
-            record, content = build(upload, [data for (data,) in parts.fetchall()])
-            record = _settle_name(conn, record, naming)
-            _insert(conn, record, content, audit)
-            conn.execute("DELETE FROM uploads WHERE file_id = ?", (file_id,))
-            return record
+        file_id = upload.record.id
 
-        return await self._write(finish)
+        def finish(conn: sqlite3.Connection) -> FileRecord | None:
+            now = _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
+            if now is None or now.revision != upload.revision:
+                return None
+            settled = _settle_name(conn, record, naming)
+            _insert(conn, settled, content, audit)
+            conn.execute("DELETE FROM uploads WHERE file_id = ?", (file_id,))
+            return settled
+
+        return await self._write(finish, size=len(content))
 
     async def delete(
         self,
@@ -551,13 +563,13 @@ class SqliteStore:
         key, direction = order.key, "DESC" if order.descending else "ASC"
         past = f" AND ({key}, id) {'<' if order.descending else '>'} (?, ?)" if after else ""
         query = (
-            f"SELECT {_COLUMNS} FROM files WHERE folder_id = ? AND expires_at_ns > ?{past}"
+            f"SELECT {COLUMNS} FROM files WHERE folder_id = ? AND expires_at_ns > ?{past}"
             f" ORDER BY {key} {direction}, id {direction} LIMIT ?"
         )
         parameters = (folder_id, now_ns, *(after or ()), limit)
 
         def select(conn: sqlite3.Connection) -> list[FileRecord]:
-            return [_record(row) for row in conn.execute(query, parameters).fetchall()]
+            return [row_record(row) for row in conn.execute(query, parameters).fetchall()]
 
         return await self._read_here(select)
 
