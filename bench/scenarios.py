@@ -28,6 +28,8 @@ SWEEP = [(1, 1), (1, 8), (8, 8), (16, 8), (32, 8)]
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
+    """One request the benchmark repeats (over gRPC, or REST with `rest`), under a key and title."""
+
     key: str
     title: str
     method: str
@@ -98,6 +100,8 @@ def _content(size: int) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """What one `python -m bench.run` was asked to measure, and where to write it."""
+
     rounds: int
     duration_s: float
     warm_up_s: float
