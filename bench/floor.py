@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sqlite3
 import sys
 import threading
@@ -26,6 +25,7 @@ import grpc
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb2_grpc
 
 from bench.seed import seed
+from bench.stopping import until_stopped
 from bench.workload import constant_file, constant_page
 from server.app import MAX_MESSAGE_BYTES
 
@@ -156,11 +156,7 @@ async def serve(listen: str, sqlite_path: Path | None = None) -> None:
     await server.start()
     host = listen.rpartition(":")[0]
     print(f"floor serving gRPC on {host}:{port}", flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await until_stopped()
     await server.stop(1)
 
 

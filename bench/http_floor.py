@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from aiohttp import web
 from google.protobuf import json_format
 
+from bench.stopping import until_stopped
 from bench.workload import constant_file
 
 # The gRPC floor's File in compact proto3 JSON, as our transcoder renders it (server.transcoder).
@@ -47,11 +47,7 @@ async def serve(listen: str) -> None:
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"bare aiohttp serving HTTP on {host}:{bound}", flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await until_stopped()
     await runner.cleanup()
 
 

@@ -21,9 +21,12 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from bench import h2load, workload
 from bench.floor import SqliteFloorServicer
 from bench.h2load import INSTALL_HINT
+from bench.measurement import measure, split_connections
 from bench.processes import ServerProcess, running, start_floor
-from bench.run import BY_KEY, Replicas, Target, measure, parse_args, split_connections
+from bench.run import parse_args
+from bench.scenarios import BY_KEY
 from bench.seed import seed
+from bench.targets import Replicas, Target
 from server.store.sqlite import SqliteStore
 from tests.support import ROOT
 

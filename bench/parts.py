@@ -1,0 +1,180 @@
+"""The parts of a run, each a list of compared points: the floor against ours scenario by
+scenario (`run_main`), 1,000 against many files (`run_scale`), the floor against the SQLite floor
+(`run_sqlite_floor`), and PostgreSQL (`run_postgres`). Each starts its servers, sets them up,
+measures, reports every point on stderr as it is done, and stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bench import workload
+from bench.measurement import compare, idle_cpu
+from bench.processes import running, start_floor, start_http_floor, start_ours
+from bench.scenarios import BY_KEY, HEADLINE
+from bench.seed import seed
+from bench.targets import Replicas, RestTarget, Target, serving_targets, set_up_ours
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from bench.scenarios import Settings
+    from bench.targets import Side
+
+SEED_FOLDER_ID = "b1gbenchseedfolder"
+
+
+def run_main(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    store = f"sqlite:///{tmp / 'bench.db'}"
+    rest = any(BY_KEY[key].rest for key in settings.scenarios)
+    floor, ours = start_floor(), start_ours(store)
+    processes = [floor, ours, *([start_http_floor()] if rest else [])]
+    results = []
+    with running(*processes) as addresses:
+        targets = [Target(floor, addresses[0], tmp), Target(ours, addresses[1], tmp)]
+        # REST: the bare aiohttp handler against our HTTP listener, named as the gRPC sides are.
+        rest_targets = (
+            [
+                RestTarget(processes[2], addresses[2], tmp, name="floor"),
+                RestTarget(ours, ours.http_address, tmp),
+            ]
+            if rest
+            else []
+        )
+        try:
+            set_up_ours(targets[1])
+            others: list[Target | RestTarget] = [targets[0], *rest_targets]
+            for other in others:
+                other.ids = dict(targets[1].ids)
+            for key in settings.scenarios:
+                scenario = BY_KEY[key]
+                sides = rest_targets if scenario.rest else targets
+                for connections, streams in settings.points[key]:
+                    point = compare(sides, scenario, connections, streams, settings)
+                    results.append(point)
+                    _progress(point)
+        finally:
+            for target in targets:
+                target.close()
+    return results
+
+
+def run_scale(settings: Settings, tmp: Path) -> dict[str, Any]:
+    """Update, Get and the first List page at 1,000 files and at `scale_files` files."""
+    sizes = [1000, settings.scale_files]
+    seeding: dict[str, float] = {}
+    urls = {}
+    for size in sizes:
+        path = tmp / f"scale-{size}.db"
+        seeding[str(size)] = round(seed(path, size, SEED_FOLDER_ID), 1)
+        urls[size] = f"sqlite:///{path}"
+    processes = [start_ours(urls[size], name=f"{size:,} files") for size in sizes]
+    rss = {}
+    with serving_targets(processes, tmp) as targets:
+        rss_start = {t.name: t.process.rss_bytes() for t in targets}
+        for target in targets:
+            page = target.call("List", workload.list_request(SEED_FOLDER_ID))
+            file_id = page.files[0].id  # type: ignore[attr-defined]
+            target.ids = {"update": file_id, "get": file_id, "list_folder": SEED_FOLDER_ID}
+        points = _at_headline(targets, ("update", "get", "list"), settings)
+        for target in targets:
+            rss[target.name] = {
+                "start_mib": round(rss_start[target.name] / 2**20, 1),
+                "after_load_mib": round(target.process.rss_bytes() / 2**20, 1),
+            }
+    return {
+        "sizes": sizes,
+        "seed_seconds": seeding,
+        "points": points,
+        "rss": rss,
+        "idle": idle_cpu([urls[size] for size in sizes], sizes),
+    }
+
+
+def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    """Update and Get on the floor against the SQLite floor: what SQLite alone costs here."""
+    processes = [
+        start_floor(),
+        start_floor("--sqlite", str(tmp / "sqlite-floor.db"), name="SQLite floor"),
+    ]
+    with serving_targets(processes, tmp) as targets:
+        for target in targets:
+            target.ids = {"update": "f", "get": "f"}  # floors answer any id
+        return _at_headline(targets, ("update", "get"), settings)
+
+
+def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
+    """Update and Get on PostgreSQL: against the floor, and one replica against two on the same
+    database (connections split between them). On --postgres-url's database if given, else on a
+    throwaway cluster."""
+    work = tmp / "postgres"
+    work.mkdir()
+    if settings.postgres_url:
+        points = _postgres_points(settings, work, settings.postgres_url)
+        return {"cluster": "given by --postgres-url", **points}
+    # The tests' cluster (initdb and pg_ctl as the postgres user, fsync off): a bench measures
+    # the server's work, not this VM's disk.
+    from tests.postgres import ClusterError, start_cluster  # noqa: PLC0415 (only with --postgres)
+
+    try:
+        cluster = start_cluster()
+    except ClusterError as e:
+        raise SystemExit(f"--postgres: {e}") from None
+    try:
+        points = _postgres_points(settings, work, cluster.url(cluster.database()))
+    finally:
+        cluster.destroy()
+    cluster_text = "throwaway, in /tmp; fsync=off, synchronous_commit=off, full_page_writes=off"
+    return {"cluster": cluster_text, **points}
+
+
+def _postgres_points(settings: Settings, work: Path, url: str) -> dict[str, Any]:
+    processes = [start_floor(), start_ours(url), start_ours(url, name="replica 2")]
+    with serving_targets(processes, work) as targets:
+        set_up_ours(targets[1])
+        for other in (targets[0], targets[2]):
+            other.ids = dict(targets[1].ids)
+        floor_points = _at_headline(targets[:2], ("update", "get"), settings)
+        one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
+        replica_points = _at_headline([one, two], ("update", "get"), settings)
+    return {
+        "server_version": asyncio.run(_server_version(url)),
+        "floor_points": floor_points,
+        "replica_points": replica_points,
+    }
+
+
+async def _server_version(url: str) -> str:
+    import asyncpg  # noqa: PLC0415 (only with --postgres)
+
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def _at_headline(
+    sides: Sequence[Side], keys: Sequence[str], settings: Settings
+) -> list[dict[str, Any]]:
+    """One point per scenario at the headline concurrency, each reported as it is done."""
+    points = []
+    for key in keys:
+        point = compare(sides, BY_KEY[key], *HEADLINE, settings)
+        points.append(point)
+        _progress(point)
+    return points
+
+
+def _progress(point: dict[str, Any]) -> None:
+    base, other = point["sides"]
+    print(
+        f"  {point['title']:<26} {point['connections']:>3}x{point['streams']:<2}"
+        f" {base} {point[base]['rps_median']:8.0f} req/s, {other} {point[other]['rps_median']:8.0f}"
+        f" req/s, ratio {point['ratio']:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
