@@ -151,7 +151,7 @@ async def files(store: FileStore, clock: Clock) -> Files:
 class Running:
     server: Server
     channel: grpc.aio.Channel
-    stub: file_service_pb2_grpc.FileServiceStub
+    stub: file_service_pb2_grpc.FileServiceAsyncStub
     clock: Clock
 
 
