@@ -12,7 +12,7 @@ import aiohttp
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
@@ -22,7 +22,7 @@ from server.auth import ANONYMOUS, Caller, KeyRing, add_key
 from server.domain import Files
 from server.errors import NotFound, PermissionDenied, Unauthenticated
 from server.store import open_store
-from tests.support import run_client, run_server_command, server_process
+from tests.support import health_stub, run_client, run_server_command, server_process
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -193,7 +193,7 @@ def test_the_server_authenticates_grpc_and_rest_alike(tmp_path: Path, keys: dict
         url = stub.GetUrl(fs.GetFileUrlRequest(file_id=mine.id), metadata=alice).url
 
         # Health and reflection reveal no data and stay open.
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        health = health_stub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
         [answer] = reflection.ServerReflectionInfo(
