@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from alibabacloud_pds20220301 import models
 from alibabacloud_pds20220301.client import Client
@@ -159,8 +159,10 @@ def upload(
 
 
 def get(pds: Client, drive: str, file_id: str) -> dict[str, Any]:
-    got = pds.get_file(models.GetFileRequest(drive_id=drive, file_id=file_id)).body.to_map()
-    return cast("dict[str, Any]", got)
+    got: dict[str, Any] = pds.get_file(
+        models.GetFileRequest(drive_id=drive, file_id=file_id)
+    ).body.to_map()
+    return got
 
 
 def walk(pds: Client, drive: str, order_by: str, direction: str) -> list[dict[str, Any]]:
