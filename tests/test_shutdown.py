@@ -30,7 +30,7 @@ from server.grpc_api import FILE_SERVICE, SHUTTING_DOWN
 from tests.support import health_stub, server_process
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 
 GRACE = 20.0
@@ -83,6 +83,7 @@ def assert_new_calls_refused(
     """A call on a connection in use, one on a new connection, and one over REST."""
     with grpc.insecure_channel(grpc_address) as channel:
         new_stub = file_service_pb2_grpc.FileServiceStub(channel)
+        call: Callable[[], File]
         for call in (
             lambda: stub.Get(fs.GetFileRequest(file_id=file_id), timeout=10),
             lambda: new_stub.Create(fs.CreateFileRequest(folder_id=FOLDER, content=b"late")),
@@ -138,7 +139,7 @@ def check_after_restart(
 ) -> None:
     """Every acknowledged write is there as acknowledged; a refused one left nothing."""
     acknowledged = {
-        result.id: call
+        result.id: call.request
         for call, result in zip(calls, results, strict=True)
         if result is not None and isinstance(call.request, fs.CreateFileRequest)
     }
@@ -153,7 +154,7 @@ def check_after_restart(
             assert file == answers[file.id]
             url = stub.GetUrl(fs.GetFileUrlRequest(file_id=file.id)).url
             with urllib.request.urlopen(url, timeout=30) as response:
-                assert response.read() == acknowledged[file.id].request.content
+                assert response.read() == acknowledged[file.id].content
         labels = stub.Get(fs.GetFileRequest(file_id=shared_id)).labels
     for call, result in zip(calls, results, strict=True):
         if isinstance(call.request, fs.UpdateFileRequest):

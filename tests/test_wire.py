@@ -383,7 +383,7 @@ def test_unknown_methods_are_unimplemented(proc: ServerProcess, path: str) -> No
 def test_unknown_method_through_grpc_itself(proc: ServerProcess) -> None:
     with abuse(proc):
         with grpc.insecure_channel(proc.grpc_address) as channel:
-            rpc = channel.unary_unary(SERVICE + "Nope")
+            rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(SERVICE + "Nope")
             with pytest.raises(grpc.RpcError) as e:
                 rpc(b"", timeout=10)
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
