@@ -24,7 +24,7 @@ from server.app import Server, Settings
 from tests.support import health_stub
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from tests.postgres import Cluster
 
@@ -80,7 +80,7 @@ class ThreadedServer:
         method: str,
         target: str,
         body: bytes | None = None,
-        headers: dict[str, str | bytes] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
     ) -> Reply:
         """One HTTP/1.1 request on a fresh connection; `target` and header values (bytes are
         sent as they are) go out exactly as given."""
@@ -102,7 +102,7 @@ class ThreadedServer:
         method: str,
         target: str,
         body: object = None,
-        headers: dict[str, str | bytes] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
     ) -> Reply:
         """JSON with `ensure_ascii`, so a lone surrogate travels as the escape `\\ud800`."""
         data = None if body is None else json.dumps(body).encode()
