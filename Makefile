@@ -67,7 +67,7 @@ check-generated: generate
 lint: $(INSTALLED) $(IMAGE)
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/ruff format --check server tests bench
-	$(VENV)/bin/mypy server bench
+	$(VENV)/bin/mypy server bench tests
 	$(VENV)/bin/buf lint $(IMAGE) --path yandex
 
 run: $(INSTALLED)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import Server, Settings
@@ -20,6 +20,7 @@ from server.domain import Core, Files
 from server.store import open_store
 from tests.inprocess import store_for
 from tests.postgres import Cluster, ClusterError, start_cluster
+from tests.support import health_stub
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Generator, Iterator
@@ -151,7 +152,7 @@ async def files(store: FileStore, clock: Clock) -> Files:
 class Running:
     server: Server
     channel: grpc.aio.Channel
-    stub: file_service_pb2_grpc.FileServiceStub
+    stub: file_service_pb2_grpc.FileServiceAsyncStub
     clock: Clock
 
 
@@ -169,7 +170,7 @@ async def running(store_url: str, clock: Clock) -> AsyncIterator[Running]:
     server = Server(settings, Core(open_store(settings.store), clock=clock))
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}")
-    health = health_pb2_grpc.HealthStub(channel)
+    health = health_stub(channel)
     reply = await health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     try:

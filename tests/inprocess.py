@@ -17,13 +17,14 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from server.app import Server, Settings
+from tests.support import health_stub
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from tests.postgres import Cluster
 
@@ -79,7 +80,7 @@ class ThreadedServer:
         method: str,
         target: str,
         body: bytes | None = None,
-        headers: dict[str, str | bytes] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
     ) -> Reply:
         """One HTTP/1.1 request on a fresh connection; `target` and header values (bytes are
         sent as they are) go out exactly as given."""
@@ -101,7 +102,7 @@ class ThreadedServer:
         method: str,
         target: str,
         body: object = None,
-        headers: dict[str, str | bytes] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
     ) -> Reply:
         """JSON with `ensure_ascii`, so a lone surrogate travels as the escape `\\ud800`."""
         data = None if body is None else json.dumps(body).encode()
@@ -129,9 +130,7 @@ def threaded_server(store: str, auth_keys: str | None = None) -> Iterator[Thread
     try:
         asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=60)
         channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
-        health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30
-        )
+        health_stub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30)
         try:
             yield ThreadedServer(
                 server, channel, file_service_pb2_grpc.FileServiceStub(channel), errors

@@ -11,13 +11,28 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast, overload
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+    class HealthStub(Protocol):
+        """The Health service's client on a blocking channel, as grpcio generates it."""
+
+        Check: grpc.UnaryUnaryMultiCallable[HealthCheckRequest, HealthCheckResponse]
+        Watch: grpc.UnaryStreamMultiCallable[HealthCheckRequest, HealthCheckResponse]
+
+    class HealthAsyncStub(Protocol):
+        """The same on a grpc.aio channel."""
+
+        Check: grpc.aio.UnaryUnaryMultiCallable[HealthCheckRequest, HealthCheckResponse]
+        Watch: grpc.aio.UnaryStreamMultiCallable[HealthCheckRequest, HealthCheckResponse]
+
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
@@ -39,13 +54,22 @@ class ServerProcess:
         return "".join(self.log)
 
 
+@overload
+def health_stub(channel: grpc.Channel) -> HealthStub: ...
+@overload
+def health_stub(channel: grpc.aio.Channel) -> HealthAsyncStub: ...
+def health_stub(channel: grpc.Channel | grpc.aio.Channel) -> HealthStub | HealthAsyncStub:
+    """`health_pb2_grpc.HealthStub`, with the methods types-grpcio-health-checking leaves out."""
+    return cast("HealthStub | HealthAsyncStub", health_pb2_grpc.HealthStub(channel))
+
+
 def wait_serving(target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
     """Blocks until the health service says SERVING (no sleeps: the RPC waits for readiness)."""
     channel = (
         grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
     )
     with channel:
-        response = health_pb2_grpc.HealthStub(channel).Check(
+        response = health_stub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=STARTUP_TIMEOUT, wait_for_ready=True
         )
     assert response.status == health_pb2.HealthCheckResponse.SERVING

@@ -12,7 +12,7 @@ import aiohttp
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
@@ -22,10 +22,10 @@ from server.auth import ANONYMOUS, Caller, KeyRing, add_key
 from server.domain import Core, Files
 from server.errors import NotFound, PermissionDenied, Unauthenticated
 from server.store import open_store
-from tests.support import run_client, run_server_command, server_process
+from tests.support import health_stub, run_client, run_server_command, server_process
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable
     from pathlib import Path
 
 TEAM = Caller("alice", frozenset({"team"}))
@@ -131,6 +131,7 @@ def test_a_malformed_keys_file_stops_the_server_and_keys_add(tmp_path: Path) -> 
 
 async def test_another_folder_is_forbidden_and_its_files_invisible(files: Files) -> None:
     theirs = await files.create(fs.CreateFileRequest(folder_id="other", content=b"x"))
+    call: Awaitable[object]
     for call in (
         files.create(fs.CreateFileRequest(folder_id="other", content=b"x"), TEAM),
         files.list(fs.ListFilesRequest(folder_id="other"), TEAM),
@@ -178,25 +179,26 @@ def test_the_server_authenticates_grpc_and_rest_alike(tmp_path: Path, keys: dict
         root = (("authorization", f"Bearer {keys['root']}"),)
         with pytest.raises(grpc.RpcError) as e:
             stub.List(fs.ListFilesRequest(folder_id="team"))
-        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.RpcError) as e:
             stub.Create(fs.CreateFileRequest(folder_id="elsewhere", content=b"x"), metadata=alice)
-        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
         hidden = stub.Create(
             fs.CreateFileRequest(folder_id="elsewhere", content=b"x"), metadata=root
         )
         with pytest.raises(grpc.RpcError) as e:
             stub.Get(fs.GetFileRequest(file_id=hidden.id), metadata=alice)
-        assert e.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
         mine = stub.Create(fs.CreateFileRequest(folder_id="team", content=b"mine"), metadata=alice)
         assert mine.created_by == "alice"
         url = stub.GetUrl(fs.GetFileUrlRequest(file_id=mine.id), metadata=alice).url
 
         # Health and reflection reveal no data and stay open.
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        health = health_stub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        [answer] = reflection.ServerReflectionInfo(
+        # types-grpcio-reflection types this attribute as binascii.Incomplete, an exception.
+        [answer] = reflection.ServerReflectionInfo(  # type: ignore[operator]
             iter([reflection_pb2.ServerReflectionRequest(list_services="")])
         )
         assert "yandex.cloud.ai.files.v1.FileService" in {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import pytest
 from yandex.cloud import validation_pb2
@@ -22,18 +23,20 @@ FILE_SERVICE_PROTO = file_service_pb2.DESCRIPTOR.name
 
 
 @pytest.fixture(scope="module")
-def official() -> dict[str, object]:
-    return json.loads(run_client("official_descriptors.py", timeout=60).stdout)
+def official() -> dict[str, Any]:
+    described: dict[str, Any] = json.loads(run_client("official_descriptors.py", timeout=60).stdout)
+    return described
 
 
-def ours() -> dict[str, object]:
+def ours() -> dict[str, Any]:
     files = {
         module.DESCRIPTOR.name: describe_file(module.DESCRIPTOR)
         for module in (common_pb2, file_pb2, file_service_pb2)
     }
     required = describe_extension(validation_pb2.DESCRIPTOR.extensions_by_name["required"])
     # Through JSON as the official side is, so both are made of the same plain types.
-    return json.loads(json.dumps({"files": files, "required": required}))
+    described: dict[str, Any] = json.loads(json.dumps({"files": files, "required": required}))
+    return described
 
 
 def assert_same(ours: object, official: object, what: str) -> None:
@@ -45,16 +48,16 @@ def assert_same(ours: object, official: object, what: str) -> None:
 
 
 @pytest.mark.parametrize("proto_file", PROTO_FILES)
-def test_proto_file_matches_the_official_one(official: dict, proto_file: str) -> None:
+def test_proto_file_matches_the_official_one(official: dict[str, Any], proto_file: str) -> None:
     assert_same(ours()["files"][proto_file], official["files"][proto_file], proto_file)
 
 
-def test_required_option_is_the_official_extension(official: dict) -> None:
+def test_required_option_is_the_official_extension(official: dict[str, Any]) -> None:
     assert_same(ours()["required"], official["required"], "yandex.cloud.required")
     assert official["required"]["number"] == 101501
 
 
-def test_the_description_holds_what_clients_depend_on(official: dict) -> None:
+def test_the_description_holds_what_clients_depend_on(official: dict[str, Any]) -> None:
     """Guards `describe` itself: an empty or shallow description would compare equal too."""
     service = official["files"][FILE_SERVICE_PROTO]
     create = service["services"]["yandex.cloud.ai.files.v1.FileService"]["methods"]["Create"]
@@ -69,7 +72,7 @@ def test_the_description_holds_what_clients_depend_on(official: dict) -> None:
     ]
 
 
-def test_comparison_reports_each_alteration(official: dict) -> None:
+def test_comparison_reports_each_alteration(official: dict[str, Any]) -> None:
     altered = copy.deepcopy(official["files"][FILE_SERVICE_PROTO])
     messages = altered["messages"]
     methods = altered["services"]["yandex.cloud.ai.files.v1.FileService"]["methods"]

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 from yandex.cloud.ai.common import common_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
@@ -23,6 +23,7 @@ from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from server.app import MAX_MESSAGE_BYTES
 from server.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
 from server.request_ids import new_request_id
+from tests.support import health_stub
 
 if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
@@ -147,18 +148,24 @@ async def test_unexpected_failure_is_internal_without_details(
     await store.open()  # so teardown can close it again
 
 
+def _response(read: object) -> health_pb2.HealthCheckResponse:
+    """A Watch message: grpc's stubs type read() as object, for it may also return EOF."""
+    assert isinstance(read, health_pb2.HealthCheckResponse), read
+    return read
+
+
 async def test_health_turns_not_serving_when_shutdown_begins(running: Running) -> None:
     # Both names: "" (the server as a whole, what load balancers ask) and the service's own.
-    health = health_pb2_grpc.HealthStub(running.channel)
+    health = health_stub(running.channel)
     watches = [
         health.Watch(health_pb2.HealthCheckRequest(service=service))
         for service in ("", "yandex.cloud.ai.files.v1.FileService")
     ]
     for watch in watches:
-        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        assert _response(await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
     stopping = asyncio.create_task(running.server.stop())
     for watch in watches:
-        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert _response(await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         # The stream then ends by itself (OK), instead of holding the grace period until
         # server.stop() cancels it.
         assert await watch.read() is grpc.aio.EOF

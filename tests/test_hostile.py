@@ -616,10 +616,11 @@ def test_lookups_by_id_answer_ok_not_found_or_invalid(
     served.errors.take()  # start clean: what an earlier example logged is its own
     if known:
         file_id = known_file.id + mutate
-    for rpc, request in [
+    lookups: list[tuple[Callable[..., Any], protobuf_message.Message]] = [
         (served.stub.Get, fs.GetFileRequest(file_id=file_id)),
         (served.stub.GetUrl, fs.GetFileUrlRequest(file_id=file_id)),
-    ]:
+    ]
+    for rpc, request in lookups:
         answer = call(rpc, request)
         if file_id == known_file.id:
             assert answer.code == grpc.StatusCode.OK, answer
@@ -786,7 +787,7 @@ def test_unknown_fields_are_ignored(served: ThreadedServer, extra: bytes, name: 
     quiet(served)
 
 
-METHODS = {
+METHODS: dict[str, type[protobuf_message.Message]] = {
     "Create": fs.CreateFileRequest,
     "Get": fs.GetFileRequest,
     "GetUrl": fs.GetFileUrlRequest,
@@ -989,7 +990,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
     with threaded_server("memory:", str(path)) as server:
         secret = server.stub.Create(
             fs.CreateFileRequest(folder_id="secret", content=b"s"),
-            metadata=[("authorization", f"Api-Key {keys['root']}")],
+            metadata=(("authorization", f"Api-Key {keys['root']}"),),
             timeout=60,
         )
         yield Keyed(server, keys, secret.id)
@@ -1010,7 +1011,7 @@ def _perform(
 ) -> int:
     """One call; its status code as a number (0 for OK)."""
     if transport == "grpc":
-        metadata = [] if authorization is None else [("authorization", authorization.decode())]
+        metadata = () if authorization is None else (("authorization", authorization.decode()),)
         stub = keyed.server.stub
         if op == "Create":
             request: Any = fs.CreateFileRequest(folder_id=folder, content=b"x")

@@ -416,7 +416,7 @@ async def test_yandex_face_takes_the_policy_as_an_extension(running: Running) ->
         )
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
     details = dict(e.value.trailing_metadata() or ())["grpc-status-details-bin"]
-    status = status_pb2.Status.FromString(details)  # type: ignore[arg-type]
+    status = status_pb2.Status.FromString(details)
     info = error_details_pb2.ResourceInfo()
     assert status.details[0].Unpack(info)
     assert (info.resource_type, info.resource_name) == ("yandex.cloud.ai.files.v1.File", first.id)

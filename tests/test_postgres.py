@@ -34,7 +34,7 @@ from tests.support import run_server_command, server_process, server_processes
 from tests.test_store import NOW, record
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from server.store import FileStore
     from tests.conftest import Clock, Running
@@ -216,7 +216,7 @@ async def test_database_outage_is_unavailable_then_the_server_reconnects(
     rename = fs.UpdateFileRequest(
         file_id=file.id, update_mask=field_mask_pb2.FieldMask(paths=["name"]), name="n"
     )
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: running.stub.Get(fs.GetFileRequest(file_id=file.id)),
         lambda: running.stub.List(fs.ListFilesRequest(folder_id="f")),
         lambda: running.stub.Update(rename),
@@ -243,8 +243,8 @@ async def test_database_outage_is_unavailable_then_the_server_reconnects(
         try:
             await in_flight
             in_flight_committed = True
-        except grpc.aio.AioRpcError as e:
-            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE, error
             in_flight_committed = False
         for call in calls:
             with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -343,7 +343,7 @@ def test_two_server_processes_on_one_database_act_as_one(postgres_database: str)
         stub_b.Delete(fs.DeleteFileRequest(file_id=created.id))
         with pytest.raises(grpc.RpcError) as e:
             stub_a.Get(fs.GetFileRequest(file_id=created.id))
-        assert e.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(urllib.error.HTTPError) as http_error:
             urllib.request.urlopen(link)
         http_error.value.close()
@@ -411,7 +411,7 @@ async def test_a_server_opens_no_more_connections_than_its_pool_size(
                 assert await _sessions(observer) == 3
                 with pytest.raises(grpc.RpcError) as e:  # no fourth connection for a Get either
                     stub.Get(fs.GetFileRequest(file_id=file.id), timeout=1)
-                code = e.value.code()  # type: ignore[attr-defined]
+                code = e.value.code()
                 assert code == grpc.StatusCode.DEADLINE_EXCEEDED
             for update in burst:
                 update.result(timeout=30)

@@ -33,7 +33,7 @@ async def _update_three_ways(running: Running, file_id: str, sent: str | None) -
     """Renames the file over gRPC (when a gRPC client can send `sent`), REST and PDS with
     `sent` as x-request-id; the ids answered."""
     headers = {} if sent is None else {"x-request-id": sent}
-    answered = []
+    answered: list[str] = []
     if sent is None or all(" " <= c <= "~" for c in sent):  # all a gRPC client will send
         call = running.stub.Update(
             fs.UpdateFileRequest(
@@ -42,7 +42,9 @@ async def _update_three_ways(running: Running, file_id: str, sent: str | None) -
             metadata=tuple(headers.items()),
         )
         await call
-        answered.append(dict(await call.trailing_metadata())["x-request-id"])
+        trailer = dict(await call.trailing_metadata())["x-request-id"]
+        assert isinstance(trailer, str)
+        answered.append(trailer)
     base = f"http://127.0.0.1:{running.server.http_port}"
     async with aiohttp.ClientSession() as session:
         async with session.patch(

@@ -22,6 +22,8 @@ from tests.test_domain_update import ORIGINAL, UPDATE_TABLE, summary
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from multidict import CIMultiDictProxy
+
     from tests.conftest import Running
 
 UPDATE = fs.UpdateFileRequest.DESCRIPTOR
@@ -39,7 +41,7 @@ class Rest:
         body: Any = None,
         headers: dict[str, str] | None = None,
         **kw: Any,
-    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
         async with self.session.request(
             verb, self.base + path, json=body, headers=headers, **kw
         ) as response:
@@ -308,7 +310,7 @@ async def test_a_form_on_a_call_without_a_body_or_not_multipart_at_all_is_400(re
 
 
 async def test_a_form_larger_than_the_limit_is_413_before_any_call() -> None:
-    async def never(*_: Any) -> Any:
+    async def never(*_: Any, **__: Any) -> Any:
         raise AssertionError("a refused body reached the servicer")
 
     routes = routes_for(fs.DESCRIPTOR.services_by_name["FileService"])

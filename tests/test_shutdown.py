@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 from server.grpc_api import FILE_SERVICE, SHUTTING_DOWN
-from tests.support import server_process
+from tests.support import health_stub, server_process
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 
 GRACE = 20.0
@@ -83,6 +83,7 @@ def assert_new_calls_refused(
     """A call on a connection in use, one on a new connection, and one over REST."""
     with grpc.insecure_channel(grpc_address) as channel:
         new_stub = file_service_pb2_grpc.FileServiceStub(channel)
+        call: Callable[[], File]
         for call in (
             lambda: stub.Get(fs.GetFileRequest(file_id=file_id), timeout=10),
             lambda: new_stub.Create(fs.CreateFileRequest(folder_id=FOLDER, content=b"late")),
@@ -138,7 +139,7 @@ def check_after_restart(
 ) -> None:
     """Every acknowledged write is there as acknowledged; a refused one left nothing."""
     acknowledged = {
-        result.id: call
+        result.id: call.request
         for call, result in zip(calls, results, strict=True)
         if result is not None and isinstance(call.request, fs.CreateFileRequest)
     }
@@ -153,7 +154,7 @@ def check_after_restart(
             assert file == answers[file.id]
             url = stub.GetUrl(fs.GetFileUrlRequest(file_id=file.id)).url
             with urllib.request.urlopen(url, timeout=30) as response:
-                assert response.read() == acknowledged[file.id].request.content
+                assert response.read() == acknowledged[file.id].content
         labels = stub.Get(fs.GetFileRequest(file_id=shared_id)).labels
     for call, result in zip(calls, results, strict=True):
         if isinstance(call.request, fs.UpdateFileRequest):
@@ -174,7 +175,7 @@ def test_sigterm_drains_in_flight_writes_and_refuses_new_calls(
             stub = file_service_pb2_grpc.FileServiceStub(channels[0])
             shared = stub.Create(fs.CreateFileRequest(folder_id=FOLDER, content=b"shared"))
             shared_id = shared.id
-            watch = health_pb2_grpc.HealthStub(channels[0]).Watch(
+            watch = health_stub(channels[0]).Watch(
                 health_pb2.HealthCheckRequest(service=FILE_SERVICE), timeout=60
             )
             assert next(watch).status == SERVING
@@ -240,7 +241,7 @@ def test_a_call_still_running_when_the_grace_period_ends_is_cut_off() -> None:
             stalled = create.future(never_sent(), timeout=60)
             # A round trip on the same connection, after the stalled call's headers: the
             # server has taken that call by the time this one is answered.
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             server.process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             assert server.process.wait(timeout=grace + 10) == 0

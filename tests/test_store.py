@@ -8,7 +8,7 @@ import importlib
 import sqlite3
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -57,7 +57,7 @@ def record(file_id: str = "f0000000000000000001", **changes: object) -> FileReco
     ],
 )
 def test_an_update_writes_only_the_columns_that_changed(
-    changes: dict[str, object], columns: tuple[str, ...]
+    changes: dict[str, Any], columns: tuple[str, ...]
 ) -> None:
     new = record(**changes)
     names, values = changed_columns(record(), new)
@@ -220,11 +220,11 @@ async def query(url: str, sql: str) -> object:
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
             row = conn.execute(sql).fetchone()
             return None if row is None else row[0]
-    conn = await asyncpg.connect(url)
+    pg = await asyncpg.connect(url)
     try:
-        return await conn.fetchval(sql)
+        return await pg.fetchval(sql)
     finally:
-        await conn.close()
+        await pg.close()
 
 
 async def schema_version(backend: str, url: str) -> object:

@@ -266,10 +266,10 @@ async def _insert_as_before(url: str, chunks: dict[str, list[bytes]]) -> None:
                 )
                 conn.execute("INSERT INTO contents VALUES (?, ?)", (file_id, b"".join(parts)))
         return
-    conn = await asyncpg.connect(url)
+    pg = await asyncpg.connect(url)
     try:
         for file_id, parts in chunks.items():
-            await conn.execute(
+            await pg.execute(
                 f"INSERT INTO files ({columns}) VALUES ($1, 'folder', 'n', 'd', 'text/plain',"
                 " 's', $2, 's', $2, 2, 7, $3, '{}', $4)",
                 file_id,
@@ -278,6 +278,6 @@ async def _insert_as_before(url: str, chunks: dict[str, list[bytes]]) -> None:
                 sum(map(len, parts)),
             )
             for seq, part in enumerate(parts):
-                await conn.execute("INSERT INTO contents VALUES ($1, $2, $3)", file_id, seq, part)
+                await pg.execute("INSERT INTO contents VALUES ($1, $2, $3)", file_id, seq, part)
     finally:
-        await conn.close()
+        await pg.close()

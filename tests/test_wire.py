@@ -29,11 +29,11 @@ import h2.events
 import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf import message as protobuf_message
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from tests.support import server_process
+from tests.support import health_stub, server_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -219,9 +219,7 @@ def abuse(proc: ServerProcess) -> Iterator[None]:
 def assert_serving(proc: ServerProcess) -> None:
     """A well-behaved client gets correct answers: health, Create, Get, download, Delete."""
     with grpc.insecure_channel(proc.grpc_address) as channel:
-        health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=10
-        )
+        health = health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         stub = file_service_pb2_grpc.FileServiceStub(channel)
         created = stub.Create(
@@ -385,7 +383,7 @@ def test_unknown_methods_are_unimplemented(proc: ServerProcess, path: str) -> No
 def test_unknown_method_through_grpc_itself(proc: ServerProcess) -> None:
     with abuse(proc):
         with grpc.insecure_channel(proc.grpc_address) as channel:
-            rpc = channel.unary_unary(SERVICE + "Nope")
+            rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(SERVICE + "Nope")
             with pytest.raises(grpc.RpcError) as e:
                 rpc(b"", timeout=10)
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED

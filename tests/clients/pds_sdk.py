@@ -159,7 +159,10 @@ def upload(
 
 
 def get(pds: Client, drive: str, file_id: str) -> dict[str, Any]:
-    return pds.get_file(models.GetFileRequest(drive_id=drive, file_id=file_id)).body.to_map()
+    got: dict[str, Any] = pds.get_file(
+        models.GetFileRequest(drive_id=drive, file_id=file_id)
+    ).body.to_map()
+    return got
 
 
 def walk(pds: Client, drive: str, order_by: str, direction: str) -> list[dict[str, Any]]:
@@ -398,7 +401,8 @@ def direct_loopback() -> None:
 def main(argv: list[str]) -> None:
     direct_loopback()
     scenario, *args = argv
-    report = {"files": files, "auth": auth}[scenario](*args)
+    scenarios: dict[str, Callable[..., dict[str, Any]]] = {"files": files, "auth": auth}
+    report = scenarios[scenario](*args)
     json.dump(report, sys.stdout, indent=1, ensure_ascii=False)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -18,19 +19,22 @@ import echo_pb2
 import echo_pb2_grpc
 
 
-class Echo(echo_pb2_grpc.EchoServicer):
-    async def Say(self, request, context):  # type: ignore[no-untyped-def]
+# The stubs are compiled at run time, so to mypy the servicer base and the messages are Any.
+class Echo(echo_pb2_grpc.EchoServicer):  # type: ignore[misc]
+    async def Say(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if request.message.text == "fail":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "asked to fail")
         text = request.message.text
         return self._reply(request, context, text.upper() if request.shout else text)
 
-    async def Find(self, request, context):  # type: ignore[no-untyped-def]
+    async def Find(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return self._reply(request, context, ",".join(request.tags))
 
     @staticmethod
-    def _reply(request, context, text):  # type: ignore[no-untyped-def]
-        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    def _reply(request: Any, context: grpc.aio.ServicerContext[Any, Any], text: str) -> Any:
+        received = context.invocation_metadata()
+        assert received is not None
+        metadata = {k: v for k, v in received if isinstance(v, str)}
         return echo_pb2.SayReply(
             text=text,
             request_json=json_format.MessageToJson(request, indent=None, sort_keys=True),
