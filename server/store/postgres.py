@@ -192,6 +192,18 @@ def _row(record: FileRecord) -> tuple[object, ...]:
     )
 
 
+async def _lock_live(
+    conn: asyncpg.pool.PoolConnectionProxy, file_id: str, now_ns: int
+) -> FileRecord | None:
+    """The live record, locked until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
+        file_id,
+        now_ns,
+    )
+    return None if row is None else _record(row)
+
+
 async def _names(
     conn: asyncpg.pool.PoolConnectionProxy, folder_id: str, prefix: str, now_ns: int, excluding: str
 ) -> dict[str, str]:
@@ -419,14 +431,9 @@ class PostgresStore:
         async with self._connection() as conn, conn.transaction():
             # The row lock holds off every other replica's update of this file until commit;
             # an exception from `change` leaves the block and rolls back.
-            row = await conn.fetchrow(
-                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
-                file_id,
-                now_ns,
-            )
-            if row is None:
+            old = await _lock_live(conn, file_id, now_ns)
+            if old is None:
                 return None
-            old = _record(row)
             new = await _settle_name(conn, change(old), naming)
             columns, values = changed_columns(old, new)
             if columns:
@@ -534,15 +541,11 @@ class PostgresStore:
         audit: AuditEvent | None = None,
     ) -> bool:
         async with self._connection() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
-                file_id,
-                now_ns,
-            )
-            if row is None:
+            record = await _lock_live(conn, file_id, now_ns)
+            if record is None:
                 return False
             if check is not None:
-                check(_record(row))
+                check(record)
             await conn.execute("DELETE FROM files WHERE id = $1", file_id)
             await _insert_audit(conn, audit)
             return True
