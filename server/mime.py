@@ -6,11 +6,16 @@ import codecs
 import json
 import mimetypes
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import puremagic
 from puremagic.main import max_foot, max_head
 
+if TYPE_CHECKING:
+    from server.store import Content
+
 _SNIFF_BYTES = 1 << 16  # of each end, for text sniffing
+assert max(max_head, max_foot) <= _SNIFF_BYTES  # puremagic's reach lies within the sample
 
 
 def _by_place(rows: list[puremagic.PureMagic]) -> list[tuple[int, int, frozenset[bytes]]]:
@@ -39,14 +44,15 @@ def _may_have_magic(content: bytes) -> bool:
     )
 
 
-def detect_mime(content: bytes, name: str) -> str:
+def detect_mime(content: Content, name: str) -> str:
     """Magic numbers first (the bytes do not lie), then the name's extension, then text sniffing.
 
-    Only the ends of the content are read (puremagic's head and foot, `_SNIFF_BYTES` of each
-    end for text), so 128 MiB costs what 128 KiB does: this runs on the event loop.
+    Only `_SNIFF_BYTES` of each end of the content are read (puremagic's head and foot lie
+    within them), so 128 MiB costs what 128 KiB does: this runs on the event loop.
     """
+    sample = _sample(content)
     try:
-        matches = puremagic.magic_string(_ends(content)) if _may_have_magic(content) else []
+        matches = puremagic.magic_string(_ends(sample)) if _may_have_magic(sample) else []
     except (puremagic.PureError, ValueError):
         matches = []
     for match in matches:
@@ -55,7 +61,14 @@ def detect_mime(content: bytes, name: str) -> str:
     guessed, _ = mimetypes.guess_type(name, strict=False)
     if guessed:
         return guessed
-    return _sniff_text(content)
+    return _sniff_text(sample, whole=len(content) <= 2 * _SNIFF_BYTES)
+
+
+def _sample(content: Content) -> bytes:
+    """The whole content when short, else its first and last `_SNIFF_BYTES` joined."""
+    if len(content) <= 2 * _SNIFF_BYTES:
+        return bytes(content)
+    return bytes(content[:_SNIFF_BYTES]) + bytes(content[-_SNIFF_BYTES:])
 
 
 def _ends(content: bytes) -> bytes:
@@ -66,10 +79,10 @@ def _ends(content: bytes) -> bytes:
     return content[:max_head] + content[-max_foot:]
 
 
-def _sniff_text(content: bytes) -> str:
-    if len(content) <= 2 * _SNIFF_BYTES:
-        return _text_type(content)
-    head, tail = content[:_SNIFF_BYTES], content[-_SNIFF_BYTES:]
+def _sniff_text(sample: bytes, whole: bool) -> str:
+    if whole:
+        return _text_type(sample)
+    head, tail = sample[:_SNIFF_BYTES], sample[_SNIFF_BYTES:]
     if not (_utf8_head(head) and _utf8_tail(tail)) or b"\x00" in head or b"\x00" in tail:
         return "application/octet-stream"
     # Too long to parse here: JSON when it opens and closes as a JSON object or array does.

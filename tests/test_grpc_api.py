@@ -193,6 +193,10 @@ async def test_download_link_returns_the_exact_bytes(running: Running) -> None:
         disposition = response.headers["Content-Disposition"]
         assert disposition.startswith('attachment; filename="r_sum_ _final_.bin"')
         assert "filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.bin" in disposition
+    async with aiohttp.ClientSession() as session, session.head(url) as response:
+        assert response.status == 200
+        assert response.headers["Content-Length"] == str(len(content))
+        assert await response.read() == b""
 
 
 async def test_download_counts_as_activity(running: Running) -> None:
@@ -275,9 +279,13 @@ async def test_content_of_exactly_128_mib_is_accepted_and_one_byte_more_refused(
 
 
 async def test_content_past_grpc_default_4_mib_limit_round_trips(running: Running) -> None:
-    content = bytes(range(256)) * (20 * 4096)  # 20 MiB
-    file = await create(running, content=content)
-    assert file.mime_type == "application/octet-stream"
+    content = bytes(range(256)) * (20 * 4096)  # 20 MiB: its content stays in the message read
+    file = await create(running, content=content, name="big", labels={"k": "v"})
+    assert (file.mime_type, file.name, dict(file.labels)) == (
+        "application/octet-stream",
+        "big",
+        {"k": "v"},
+    )
     async with (
         aiohttp.ClientSession() as session,
         session.get(await get_url(running, file.id)) as r,

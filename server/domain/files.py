@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from yandex.cloud.ai.files.v1 import file_pb2
 
     from server.domain.core import Core
-    from server.store import FileRecord
+    from server.store import Content, FileRecord
 
 
 class Files:
@@ -45,9 +45,13 @@ class Files:
         request: file_service_pb2.CreateFileRequest,
         caller: Caller = ANONYMOUS,
         name_mode: str = IGNORE,
+        content: Content | None = None,
     ) -> file_pb2.File:
+        """`content`, when given, stands for the request's own: the gRPC face hands big
+        content over as a view into the received bytes (see `grpc_api.BigCreate`)."""
         folder_id = require_folder(request.folder_id, caller)
-        content = request.content  # each read of a bytes field copies it: read it once
+        if content is None:
+            content = request.content  # each read of a bytes field copies it: read it once
         if not content:
             raise InvalidArgument.field("content", "is required and must not be empty")
         require_content_size("content", len(content))

@@ -29,7 +29,7 @@ from server.domain.limits import (
     NS_PER_DAY,
 )
 from server.errors import InvalidArgument, NotFound, PermissionDenied, PreconditionFailed
-from server.store import FileRecord, content_hash
+from server.store import Content, FileRecord, content_hash
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -265,7 +265,7 @@ def require_content_size(field: str, size: int) -> int:
     return size
 
 
-async def hash_content(content: bytes | bytearray) -> str:
+async def hash_content(content: Content) -> str:
     """hashlib releases the GIL on large inputs: a thread keeps the loop serving meanwhile."""
     if len(content) > HASH_OFF_LOOP_BYTES:
         return await asyncio.to_thread(content_hash, content)

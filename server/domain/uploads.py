@@ -27,7 +27,7 @@ from server.store import Upload
 
 if TYPE_CHECKING:
     from server.domain.core import Core
-    from server.store import FileRecord
+    from server.store import Content, FileRecord
 
 # Completion reads the parts, then writes the file only if no part was put in between; a
 # client that keeps re-sending parts meanwhile is told to try again after this many reads.
@@ -63,7 +63,7 @@ class Staged:
 @dataclasses.dataclass(frozen=True)
 class Download:
     record: FileRecord
-    content: bytes | bytearray
+    content: Content
 
 
 def too_large(size: int) -> ResourceExhausted:

@@ -10,7 +10,7 @@ from server.store import NEWEST_FIRST
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from server.store import AuditEvent, Cursor, FileRecord, Naming, Order, Upload
+    from server.store import AuditEvent, Content, Cursor, FileRecord, Naming, Order, Upload
 
 
 class MemoryStore:
@@ -18,7 +18,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[str, FileRecord] = {}
-        self._contents: dict[str, bytes] = {}
+        self._contents: dict[str, Content] = {}
         self._secret: bytes | None = None
         self._audit: dict[str, list[AuditEvent]] = {}
         self._uploads: dict[str, Upload] = {}
@@ -44,7 +44,7 @@ class MemoryStore:
     async def create(
         self,
         record: FileRecord,
-        content: bytes,
+        content: Content,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord:
@@ -164,7 +164,7 @@ class MemoryStore:
         self,
         upload: Upload,
         record: FileRecord,
-        content: bytes,
+        content: Content,
         *,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
@@ -198,7 +198,7 @@ class MemoryStore:
         )
         return sorted(live, key=order.cursor, reverse=order.descending)[:limit]
 
-    async def content(self, file_id: str, now_ns: int) -> bytes | None:
+    async def content(self, file_id: str, now_ns: int) -> Content | None:
         if await self.get(file_id, now_ns) is None:
             return None
         return self._contents[file_id]

@@ -53,7 +53,7 @@ from server.store.rows import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from server.store import Cursor, Naming, Order, Upload
+    from server.store import Content, Cursor, Naming, Order, Upload
     from server.store.rows import Migration
 
 DEFAULT_POOL_SIZE = 10
@@ -226,7 +226,7 @@ async def _settle_name(
 async def _insert(
     conn: asyncpg.pool.PoolConnectionProxy,
     record: FileRecord,
-    content: bytes,
+    content: Content,
     audit: AuditEvent | None,
 ) -> None:
     view = memoryview(content)
@@ -393,7 +393,7 @@ class PostgresStore:
     async def create(
         self,
         record: FileRecord,
-        content: bytes,
+        content: Content,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord:

@@ -36,7 +36,7 @@ from server.store.rows import (
 )
 
 if TYPE_CHECKING:
-    from server.store import Cursor, Naming, Order, Upload
+    from server.store import Content, Cursor, Naming, Order, Upload
     from server.store.rows import Migration
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def _settle_name(conn: sqlite3.Connection, record: FileRecord, naming: Naming | 
 
 
 def _insert(
-    conn: sqlite3.Connection, record: FileRecord, content: bytes, audit: AuditEvent | None
+    conn: sqlite3.Connection, record: FileRecord, content: Content, audit: AuditEvent | None
 ) -> None:
     conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", tuple(record_row(record)))
     conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
@@ -397,7 +397,7 @@ class SqliteStore:
     async def create(
         self,
         record: FileRecord,
-        content: bytes,
+        content: Content,
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord:
