@@ -19,7 +19,6 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "files_api_generated.pth").write_text("$(CURDIR)/generated\n")'
 	touch $@
 
 $(BENCH_INSTALLED): $(INSTALLED)
@@ -36,26 +35,39 @@ $(CLIENTS_INSTALLED): tests/clients/requirements.txt
 	$(CLIENTS)/bin/python -m pip install -q -r tests/clients/requirements.txt
 	touch $@
 
-# Python stubs and their .pyi types from protos/; google/* protos come from the installed
+# The stub generator's own environment (protos/requirements.txt says why its protoc is older).
+PROTOC_VENV := .venv-protoc
+PROTOC_PY := $(PROTOC_VENV)/bin/python
+PROTOC_INSTALLED := $(PROTOC_VENV)/.installed
+
+$(PROTOC_INSTALLED): protos/requirements.txt
+	$(PYTHON) -m venv $(PROTOC_VENV)
+	$(PROTOC_PY) -m pip install -q -r protos/requirements.txt
+	touch $@
+
+# Python stubs and their .pyi types from protos/; google/* protos come from the generator's
 # grpcio-tools and googleapis-common-protos packages.
-PROTOC = $(PY) -m grpc_tools.protoc -Iprotos \
-	-I"$$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')" \
-	-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+PROTOC = $(PROTOC_PY) -m grpc_tools.protoc -Iprotos \
+	-I"$$($(PROTOC_PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')" \
+	-I"$$($(PROTOC_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+STUBS := generated/files_api_stubs
 
 # One descriptor image with imports, for buf (lint, and the Node stubs). No source info:
 # the Node stubs then carry no comments, so none of the google/* files' text lands here.
 IMAGE := $(VENV)/protos.binpb
-$(IMAGE): $(PROTOS) $(INSTALLED)
+$(IMAGE): $(PROTOS) $(PROTOC_INSTALLED)
 	$(PROTOC) --include_imports --descriptor_set_out=$@ $(PROTOS)
 
-generate: $(INSTALLED) $(NODE_INSTALLED) $(IMAGE)
-	rm -rf generated && mkdir generated
+# The stubs live as files_api_stubs.yandex...: protos/prefix_imports.py says why.
+generate: $(PROTOC_INSTALLED) $(NODE_INSTALLED) $(IMAGE)
+	rm -rf generated && mkdir -p $(STUBS)
 	$(PROTOC) \
-		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
-		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
-		--python_out=generated --mypy_out=generated \
-		--grpc_python_out=generated --mypy_grpc_out=generated \
+		--plugin=protoc-gen-mypy=$(PROTOC_VENV)/bin/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(PROTOC_VENV)/bin/protoc-gen-mypy_grpc \
+		--python_out=$(STUBS) --mypy_out=$(STUBS) \
+		--grpc_python_out=$(STUBS) --mypy_grpc_out=$(STUBS) \
 		$(PROTOS)
+	$(PROTOC_PY) protos/prefix_imports.py $(STUBS)
 	cd $(NODE_CLIENT) && $(CURDIR)/$(VENV)/bin/buf generate $(CURDIR)/$(IMAGE) --path yandex
 
 # Fails when the committed stubs differ from what `make generate` makes now.
@@ -65,13 +77,13 @@ check-generated: generate
 		  echo "generated/ or $(NODE_CLIENT)/gen is stale: run make generate and commit"; exit 1; }
 
 lint: $(INSTALLED) $(IMAGE)
-	$(VENV)/bin/ruff check server tests bench
-	$(VENV)/bin/ruff format --check server tests bench
-	$(VENV)/bin/mypy server bench tests
+	$(VENV)/bin/ruff check files_api server tests bench protos
+	$(VENV)/bin/ruff format --check files_api server tests bench protos
+	$(VENV)/bin/mypy files_api server bench tests protos
 	$(VENV)/bin/buf lint $(IMAGE) --path yandex
 
 run: $(INSTALLED)
-	$(PY) -m server $(ARGS)
+	$(PY) -m files_api $(ARGS)
 
 # Debian packages the tests run for real: PostgreSQL's server binaries (each run starts a
 # throwaway cluster) and h2load (the benchmark's smoke test). Installed when missing and this
@@ -102,4 +114,4 @@ bench-quick: $(BENCH_INSTALLED)
 	$(PY) -m bench.run --quick $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(CLIENTS) $(NODE_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) $(PROTOC_VENV) $(NODE_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -22,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2, file_service_pb2_grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import (
+    file_pb2,
+    file_service_pb2,
+    file_service_pb2_grpc,
+)
 
 from bench.seed import seed
 from bench.stopping import until_stopped
 from bench.workload import constant_file, constant_page
-from server.app import MAX_MESSAGE_BYTES
+from files_api.app import MAX_MESSAGE_BYTES
 
 _FILE = constant_file()
 _PAGE = constant_page()
@@ -140,7 +144,7 @@ class SqliteFloorServicer(FloorServicer):
 
 
 async def serve(listen: str, sqlite_path: Path | None = None) -> None:
-    # The same options as server.app.Server.start(), nothing else.
+    # The same options as files_api.app.Server.start(), nothing else.
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

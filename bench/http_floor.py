@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from bench.stopping import until_stopped
 from bench.workload import constant_file
 
-# The gRPC floor's File in compact proto3 JSON, as our transcoder renders it (server.transcoder).
+# The gRPC floor's File in compact proto3 JSON, as our transcoder renders it (files_api.transcoder).
 _BODY = json_format.MessageToJson(constant_file(), indent=None).encode() + b"\n"
 
 
@@ -41,7 +41,7 @@ def make_app() -> web.Application:
 
 async def serve(listen: str) -> None:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(), access_log=None)  # as server.app does
+    runner = web.AppRunner(make_app(), access_log=None)  # as files_api.app does
     await runner.setup()
     site = web.TCPSite(runner, host, int(port))
     await site.start()

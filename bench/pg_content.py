@@ -1,7 +1,7 @@
 """`python -m bench.pg_content URL`: what 128 MiB of content costs a PostgreSQL client, two ways.
 
 The PostgreSQL store keeps content as `bytea` rows of CHUNK_BYTES, streamed each way
-(server/store/postgres.py); the layout it was chosen over is one `bytea` value per file. For each
+(files_api/store/postgres.py); the layout it was chosen over is one `bytea` value per file. For each
 layout this puts the content and reads it back, and reports each step's wall time and the
 client's peak memory beyond the content itself (a read's result is the caller's and not counted).
 Memory is what tracemalloc sees allocated, which includes asyncpg's buffers (PyMem): unlike the
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from server.store import FileRecord
-from server.store.postgres import CHUNK_BYTES, PostgresStore
+from files_api.store import FileRecord
+from files_api.store.postgres import CHUNK_BYTES, PostgresStore
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -117,5 +117,5 @@ def _commit() -> str:
         return result.stdout.strip() if result.returncode == 0 else ""
 
     head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "server", "generated", "protos")
+    dirty = git("status", "--porcelain", "--", "files_api", "generated", "protos")
     return f"{head} with uncommitted changes to the server" if head and dirty else head

@@ -21,10 +21,10 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from server.domain.limits import DEFAULT_POLICY, DEFAULT_TTL_DAYS, NS_PER_DAY
-from server.store import FileRecord
-from server.store.rows import COLUMNS, FIELDS, record_row
-from server.store.sqlite import SqliteStore
+from files_api.domain.limits import DEFAULT_POLICY, DEFAULT_TTL_DAYS, NS_PER_DAY
+from files_api.store import FileRecord
+from files_api.store.rows import COLUMNS, FIELDS, record_row
+from files_api.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

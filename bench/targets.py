@@ -16,8 +16,8 @@ import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import timestamp_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from bench import h2load, workload
 from bench.processes import running

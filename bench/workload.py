@@ -10,9 +10,9 @@ import dataclasses
 import json
 import struct
 
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 from google.protobuf import field_mask_pb2, timestamp_pb2
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 
 SERVICE = "yandex.cloud.ai.files.v1.FileService"
 

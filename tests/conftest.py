@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from grpc_health.v1 import health_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.app import Server, Settings
-from server.domain import Core, Files
-from server.store import open_store
+from files_api.app import Server, Settings
+from files_api.domain import Core, Files
+from files_api.store import open_store
 from tests.inprocess import store_for
 from tests.postgres import Cluster, ClusterError, start_cluster
 from tests.support import health_stub
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Generator, Iterator
     from pathlib import Path
 
-    from server.store import FileStore
+    from files_api.store import FileStore
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 NEVER_SKIPPED = "tests are never skipped here"

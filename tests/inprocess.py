@@ -17,10 +17,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from grpc_health.v1 import health_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.app import Server, Settings
+from files_api.app import Server, Settings
 from tests.support import health_stub
 
 if TYPE_CHECKING:

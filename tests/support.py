@@ -137,7 +137,7 @@ def server_process(
     """`python -m server` on free loopback ports (unless `env` names them), serving when
     yielded."""
     env = env or {}
-    command = [sys.executable, "-m", "server"]
+    command = [sys.executable, "-m", "files_api"]
     for flag, variable in [
         ("--grpc-listen", "FILES_GRPC_LISTEN"),
         ("--http-listen", "FILES_HTTP_LISTEN"),
@@ -210,7 +210,7 @@ def server_processes(*arg_lists: list[str]) -> Iterator[ServerProcesses]:
 def run_server_command(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     """`python -m server ARGS` run to its end: a subcommand, --help, or a start that must fail."""
     return subprocess.run(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "files_api", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 import aiohttp
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.app import Server, Settings
-from server.auth import ANONYMOUS, Caller, KeyRing, add_key
-from server.domain import Core, Files
-from server.errors import NotFound, PermissionDenied, Unauthenticated
-from server.store import open_store
+from files_api.app import Server, Settings
+from files_api.auth import ANONYMOUS, Caller, KeyRing, add_key
+from files_api.domain import Core, Files
+from files_api.errors import NotFound, PermissionDenied, Unauthenticated
+from files_api.store import open_store
 from tests.support import health_stub, run_client, run_server_command, server_process
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from bench import h2load, workload
 from bench.floor import SqliteFloorServicer
@@ -27,7 +27,7 @@ from bench.run import parse_args
 from bench.scenarios import BY_KEY
 from bench.seed import seed
 from bench.targets import Replicas, Target
-from server.store.sqlite import SqliteStore
+from files_api.store.sqlite import SqliteStore
 from tests.support import ROOT
 
 if TYPE_CHECKING:
@@ -213,14 +213,14 @@ def test_a_failed_call_is_http_200_to_h2load_but_carries_no_message(tmp_path: Pa
 def test_error_lines_in_a_server_log_are_counted() -> None:
     script = (
         "import sys; print('INFO server: fine'); "
-        "print('2026-01-01 00:00:00,000 ERROR server.grpc_api: unexpected', file=sys.stderr); "
+        "print('2026-01-01 00:00:00,000 ERROR files_api.grpc_api: unexpected', file=sys.stderr); "
         "print('Traceback (most recent call last):', file=sys.stderr)"
     )
     process = ServerProcess("fake", [sys.executable, "-c", script], health=False)
     process.process.wait(timeout=30)
     process.stop()
     assert process.errors_since(0) == [
-        "2026-01-01 00:00:00,000 ERROR server.grpc_api: unexpected",
+        "2026-01-01 00:00:00,000 ERROR files_api.grpc_api: unexpected",
         "Traceback (most recent call last):",
     ]
     assert process.errors_since(2) == []

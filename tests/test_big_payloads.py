@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import hypothesis
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf.message import DecodeError
 from hypothesis import strategies as st
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.grpc_api import SPLIT_BYTES, BigCreate, _parse, _split_create
-from server.mime import detect_mime
+from files_api.grpc_api import SPLIT_BYTES, BigCreate, _parse, _split_create
+from files_api.mime import detect_mime
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

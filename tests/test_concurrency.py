@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.domain.limits import NS_PER_DAY
-from server.errors import NotFound
+from files_api.domain.limits import NS_PER_DAY
+from files_api.errors import NotFound
 from tests.support import server_process
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 import pytest
-from yandex.cloud import validation_pb2
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
+from files_api_stubs.yandex.cloud import validation_pb2
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2
 
 from tests.clients.describe import describe_extension, describe_file, differences
 from tests.support import run_client

@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from tests.support import server_process
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from yandex.cloud.ai.files.v1 import file_pb2
+    from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
     from tests.postgres import Cluster
 

@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING
 import hypothesis
 import puremagic
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from hypothesis import strategies as st
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
-from server.errors import InvalidArgument, NotFound
-from server.mime import _may_have_magic
+from files_api.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
+from files_api.errors import InvalidArgument, NotFound
+from files_api.mime import _may_have_magic
 
 if TYPE_CHECKING:
-    from yandex.cloud.ai.files.v1 import file_pb2
+    from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
-    from server.domain import Files
+    from files_api.domain import Files
     from tests.conftest import Clock
 
 STATIC = common_pb2.ExpirationConfig.STATIC

@@ -6,21 +6,21 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.auth import Caller
-from server.domain.limits import NS_PER_DAY
-from server.domain.update_mask import apply_patch, plan_update, read_cached
-from server.errors import InvalidArgument, NotFound
-from server.masks import quote_segment, split_path
-from server.store import FileRecord
+from files_api.auth import Caller
+from files_api.domain.limits import NS_PER_DAY
+from files_api.domain.update_mask import apply_patch, plan_update, read_cached
+from files_api.errors import InvalidArgument, NotFound
+from files_api.masks import quote_segment, split_path
+from files_api.store import FileRecord
 
 if TYPE_CHECKING:
-    from yandex.cloud.ai.files.v1 import file_pb2
+    from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
-    from server.domain import Files
+    from files_api.domain import Files
     from tests.conftest import Clock
 
 STATIC = common_pb2.ExpirationConfig.STATIC

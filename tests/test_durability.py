@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.store.sqlite import SqliteStore
+from files_api.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from pathlib import Path

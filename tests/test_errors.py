@@ -2,7 +2,7 @@
 
 The store below is the memory store with one fault: its `get` raises the error under test, so
 Get (gRPC, REST) and PDS's get all fail with it. Each row says independently what every face
-must answer; the table must name every class a client can see (`server.errors.ERRORS`).
+must answer; the table must name every class a client can see (`files_api.errors.ERRORS`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.app import Server, Settings
-from server.auth import CHALLENGE
-from server.domain import Core
-from server.errors import (
+from files_api.app import Server, Settings
+from files_api.auth import CHALLENGE
+from files_api.domain import Core
+from files_api.errors import (
     ERRORS,
     AlreadyExists,
     DomainError,
@@ -33,12 +33,12 @@ from server.errors import (
     Unauthenticated,
     Unavailable,
 )
-from server.store.memory import MemoryStore
+from files_api.store.memory import MemoryStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from server.store import FileRecord
+    from files_api.store import FileRecord
 
 Code = grpc.StatusCode
 # (the error, its gRPC code, REST's HTTP status, PDS's HTTP status, PDS's code)

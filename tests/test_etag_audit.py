@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING
 import aiohttp
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.auth import Caller
-from server.domain.records import etag
-from server.errors import PreconditionFailed
-from server.store import AuditEvent
+from files_api.auth import Caller
+from files_api.domain.records import etag
+from files_api.errors import PreconditionFailed
+from files_api.store import AuditEvent
 from tests.support import run_server_command, server_process
 
 if TYPE_CHECKING:
-    from server.domain import Files
+    from files_api.domain import Files
     from tests.conftest import Clock, Running
 
 

@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from tests.support import VENV_BIN, server_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from yandex.cloud.ai.files.v1 import file_pb2
+    from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
     from tests.support import ServerProcess
 

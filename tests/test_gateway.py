@@ -50,7 +50,7 @@ def echo_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def gateway(target: str) -> Any:
-    command = [sys.executable, "-m", "server.gateway", "--target", target]
+    command = [sys.executable, "-m", "files_api.gateway", "--target", target]
     return spawn([*command, "--http-listen", "127.0.0.1:0"], _GATEWAY_READY)
 
 
@@ -195,7 +195,7 @@ async def test_gateway_in_front_of_our_server(http: aiohttp.ClientSession, tmp_p
 
 
 def test_an_unreachable_target_fails_with_one_clear_line() -> None:
-    command = [sys.executable, "-m", "server.gateway", "--target", "127.0.0.1:1"]
+    command = [sys.executable, "-m", "files_api.gateway", "--target", "127.0.0.1:1"]
     result = subprocess.run(
         [*command, "--http-listen", "127.0.0.1:0", "--connect-timeout", "1"],
         capture_output=True,

@@ -12,21 +12,21 @@ from urllib.parse import urlsplit
 import aiohttp
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.app import MAX_MESSAGE_BYTES
-from server.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
-from server.request_ids import new_request_id
+from files_api.app import MAX_MESSAGE_BYTES
+from files_api.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
+from files_api.request_ids import new_request_id
 from tests.support import health_stub
 
 if TYPE_CHECKING:
-    from yandex.cloud.ai.files.v1 import file_pb2
+    from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
     from tests.conftest import Running
 

@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import field_mask_pb2, text_format
 from google.protobuf import message as protobuf_message
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.auth import add_key
-from server.errors import http_status
+from files_api.auth import add_key
+from files_api.errors import http_status
 from tests.inprocess import ThreadedServer, threaded_server
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ HYPOTHESIS = settings(
 )
 
 # --------------------------------------------------------------------------------------------
-# The model: the README's rules, written out independently of server/domain.py.
+# The model: the README's rules, written out independently of files_api/domain/.
 
 STATIC = common_pb2.ExpirationConfig.STATIC
 SINCE_LAST_ACTIVE = common_pb2.ExpirationConfig.SINCE_LAST_ACTIVE

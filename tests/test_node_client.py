@@ -21,10 +21,10 @@ from typing import Any
 import grpc
 import grpc_tools
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
 from google.protobuf import json_format, timestamp_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
 
-from server.domain.limits import NS_PER_DAY
+from files_api.domain.limits import NS_PER_DAY
 from tests.support import ROOT, VENV_BIN, server_process
 
 NODE_CLIENT = ROOT / "clients" / "node"

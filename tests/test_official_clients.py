@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from server.domain.limits import NS_PER_DAY
+from files_api.domain.limits import NS_PER_DAY
 from tests.support import run_client, server_process
 
 Report = dict[str, Any]

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import grpc_tools
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_tools import protoc
 from openapi_spec_validator import validate
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.openapi import openapi_document
-from server.transcoder import routes_for
+from files_api.openapi import openapi_document
+from files_api.transcoder import routes_for
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor import ServiceDescriptor

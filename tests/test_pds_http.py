@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-import server.domain.uploads
-from server.app import Server, Settings
-from server.auth import add_key
-from server.domain import Core
-from server.store import open_store
+import files_api.domain.uploads
+from files_api.app import Server, Settings
+from files_api.auth import add_key
+from files_api.domain import Core
+from files_api.store import open_store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -357,7 +357,7 @@ async def test_framework_refusals_are_pds_json_too(
         assert (response.status, (await response.json())["code"]) == (404, "NotFound")
     async with pds.session.post(f"{pds.base}/v2/file/get", data=b"{not json") as response:
         assert (response.status, (await response.json())["code"]) == (400, "InvalidParameter")
-    monkeypatch.setattr(server.domain.uploads, "MAX_CONTENT_BYTES", 4)
+    monkeypatch.setattr(files_api.domain.uploads, "MAX_CONTENT_BYTES", 4)
     created = await pds.ok("create", {"drive_id": "d1", "name": "big", "size": 4})
     async with pds.session.put(created["part_info_list"][0]["upload_url"], data=b"12345") as r:
         assert (r.status, (await r.json())["code"]) == (413, "EntityTooLarge")

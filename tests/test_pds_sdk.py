@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from server.auth import add_key
+from files_api.auth import add_key
 from tests.support import run_client, server_process
 
 if TYPE_CHECKING:

@@ -20,23 +20,23 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.common import common_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.domain import Core, Files
-from server.domain.limits import NS_PER_DAY
-from server.errors import Unavailable
-from server.store import open_store
-from server.store.postgres import MIGRATIONS
+from files_api.domain import Core, Files
+from files_api.domain.limits import NS_PER_DAY
+from files_api.errors import Unavailable
+from files_api.store import open_store
+from files_api.store.postgres import MIGRATIONS
 from tests.support import run_server_command, server_process, server_processes
 from tests.test_store import NOW, record
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from server.store import FileStore
+    from files_api.store import FileStore
     from tests.conftest import Clock, Running
     from tests.postgres import Cluster
 
@@ -81,7 +81,7 @@ async def test_everything_is_kept_across_a_reopen(store_url: str) -> None:
 async def test_128_mib_goes_in_and_out_in_rows_never_as_a_second_copy(
     store: FileStore, store_url: str
 ) -> None:
-    """Content streams as 1 MiB rows both ways (server/store/postgres.py; `python -m
+    """Content streams as 1 MiB rows both ways (files_api/store/postgres.py; `python -m
     bench.pg_content` measures +17 MiB to put 128 MiB and +4 MiB to read it): half a copy is
     far above either, and any second copy of the content goes beyond it."""
     content = os.urandom(BIG)  # incompressible: PostgreSQL keeps every byte
@@ -164,7 +164,7 @@ async def test_sweep_passes_over_a_file_another_replica_is_extending(
 async def test_replicas_sweeping_together_pass_over_held_files_and_purge_the_rest_once(
     replicas: tuple[FileStore, FileStore], store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("server.store.postgres.PURGE_BATCH", 7)
+    monkeypatch.setattr("files_api.store.postgres.PURGE_BATCH", 7)
     ids = [f"f{i:019}" for i in range(50)]
     for i, file_id in enumerate(ids):
         await replicas[i % 2].create(record(file_id, expires_at_ns=NOW), b"x")

@@ -10,11 +10,11 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 import grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
-from server.app import GC_YOUNG_THRESHOLD, tune_gc
+from files_api.app import GC_YOUNG_THRESHOLD, tune_gc
 from tests.support import ROOT, run_server_command, server_process
 from tests.test_ai_studio_sdk import make_tls_files
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from server.__main__ import parse_args
+from files_api.__main__ import parse_args
 from tests import test_concurrency, test_crash, test_hostile, test_wire
 from tests.support import CLIENTS_PYTHON, ROOT, VENV_BIN, server_process, wait_serving
 

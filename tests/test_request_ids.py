@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import field_mask_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
 if TYPE_CHECKING:
     from tests.conftest import Running

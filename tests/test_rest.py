@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 from aiohttp import web
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
-from yandex.cloud.ai.files.v1 import file_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.errors import http_status
-from server.rest import json_error, json_errors, rest_handler
-from server.transcoder import mask_to_json, routes_for
+from files_api.errors import http_status
+from files_api.rest import json_error, json_errors, rest_handler
+from files_api.transcoder import mask_to_json, routes_for
 from tests.test_domain_update import ORIGINAL, UPDATE_TABLE, summary
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ async def test_request_id_is_echoed_or_made(rest: Rest, running: Running) -> Non
     assert ("x-request-id", "grpc-1") in list(await call.trailing_metadata())
 
 
-# The transcoding convention's table, written out independently of server/errors.py.
+# The transcoding convention's table, written out independently of files_api/errors.py.
 EXPECTED_HTTP = {
     code_pb2.OK: 200,
     code_pb2.INVALID_ARGUMENT: 400,

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2
-from yandex.cloud.ai.files.v1 import file_pb2, file_service_pb2_grpc
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.grpc_api import FILE_SERVICE, SHUTTING_DOWN
+from files_api.grpc_api import FILE_SERVICE, SHUTTING_DOWN
 from tests.support import health_stub, server_process
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from server.auth import KeyRing
-from server.signing import Purpose, Signer
+from files_api.auth import KeyRing
+from files_api.signing import Purpose, Signer
 
 if TYPE_CHECKING:
     from pathlib import Path

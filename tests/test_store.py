@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
-from server.app import Server, Settings
-from server.store import FileRecord, open_store, with_pool_size, without_password
-from server.store.postgres import CHUNK_BYTES
-from server.store.rows import FIELDS, changed_columns, pending_migrations, record_row
+from files_api.app import Server, Settings
+from files_api.store import FileRecord, open_store, with_pool_size, without_password
+from files_api.store.postgres import CHUNK_BYTES
+from files_api.store.rows import FIELDS, changed_columns, pending_migrations, record_row
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from server.store import FileStore
+    from files_api.store import FileStore
 
 NOW = 1_700_000_000_123_456_789
 
@@ -183,8 +183,8 @@ def test_postgres_pool_needs_a_connection() -> None:
 def test_a_driver_is_imported_only_for_its_url() -> None:
     code = (
         # The whole server is imported first: only opening a PostgreSQL store may load asyncpg.
-        "import sys, server.__main__, server.app, server.gateway;"
-        " from server.store import open_store;"
+        "import sys, files_api.__main__, files_api.app, files_api.gateway;"
+        " from files_api.store import open_store;"
         " open_store('memory:'); open_store('sqlite:///x.db'); print('asyncpg' in sys.modules);"
         " open_store('postgresql://h/db'); print('asyncpg' in sys.modules)"
     )
@@ -245,7 +245,7 @@ def test_pending_migrations_are_those_past_the_version() -> None:
 async def test_migrations_apply_once_each_and_all_or_nothing(
     backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = importlib.import_module(f"server.store.{backend}")
+    module = importlib.import_module(f"files_api.store.{backend}")
     shipped = list(module.MIGRATIONS)
     first = open_store(store_url)
     await first.open()
@@ -284,7 +284,7 @@ async def test_replicas_starting_together_migrate_once_and_share_one_secret(
     finally:
         await asyncio.gather(*(r.close() for r in replicas))
     assert len(set(secrets)) == 1
-    module = importlib.import_module(f"server.store.{backend}")
+    module = importlib.import_module(f"files_api.store.{backend}")
     assert await schema_version(backend, store_url) == len(module.MIGRATIONS)
 
 

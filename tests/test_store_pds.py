@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from server.errors import AlreadyExists, InvalidArgument
-from server.naming import AUTO_RENAME, REFUSE, naming_for
-from server.store import SORT_KEYS, Order, Upload, content_hash, open_store
+from files_api.errors import AlreadyExists, InvalidArgument
+from files_api.naming import AUTO_RENAME, REFUSE, naming_for
+from files_api.store import SORT_KEYS, Order, Upload, content_hash, open_store
 from tests.test_store import NOW, SQL_BACKENDS, query, record
 
 if TYPE_CHECKING:
-    from server.store import FileRecord, FileStore, Naming
+    from files_api.store import FileRecord, FileStore, Naming
 
 PDS_RECORD = record(
     hidden=True,
@@ -226,7 +226,7 @@ async def test_listing_in_any_order_walks_every_file_once(
 async def test_migration_gives_older_files_their_content_hash(
     backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = importlib.import_module(f"server.store.{backend}")
+    module = importlib.import_module(f"files_api.store.{backend}")
     shipped = list(module.MIGRATIONS)
     with monkeypatch.context() as patch:
         patch.setattr(module, "MIGRATIONS", shipped[: module.HASH_VERSION - 1])

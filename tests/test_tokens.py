@@ -1,7 +1,7 @@
 """Every kind of token, fed into every place that takes one, on every face and backend.
 
 Page tokens, PDS markers, download and part signatures are made under keys of their own
-purposes (`server.signing`), so one kind is never taken for another: a PDS marker sent as a
+purposes (`files_api.signing`), so one kind is never taken for another: a PDS marker sent as a
 List page token is INVALID_ARGUMENT, where it once reached the page-token parser and came back
 INTERNAL. Tokens sealed with the right key but in a shape no token has (an older release's,
 say) are refused the same way. Nothing here may ever answer INTERNAL or a 5xx.
@@ -16,11 +16,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.signing import Purpose
+from files_api.signing import Purpose
 from tests.inprocess import ThreadedServer, threaded_server
 
 if TYPE_CHECKING:

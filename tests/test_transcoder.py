@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from google.protobuf import json_format
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 
-from server.transcoder import (
+from files_api.transcoder import (
     BadRequest,
     HttpCall,
     compile_template,

@@ -27,11 +27,11 @@ import h2.connection
 import h2.errors
 import h2.events
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 from google.protobuf import message as protobuf_message
 from grpc_health.v1 import health_pb2
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from tests.support import health_stub, server_process
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from yandex.cloud.ai.files.v1 import file_service_pb2 as fs
-from yandex.cloud.ai.files.v1 import file_service_pb2_grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from tests.support import run_server_command, spawn, wait_serving
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])  # memory: is refused, below
 def test_two_workers_share_the_ports_and_the_store(store_url: str) -> None:
     grpc_address = f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "server", "--workers", "2", "--grpc-listen", grpc_address]
+    command = [sys.executable, "-m", "files_api", "--workers", "2", "--grpc-listen", grpc_address]
     command += ["--http-listen", f"127.0.0.1:{free_port()}", "--store", store_url]
     with spawn(command, re.compile(r"started 2 workers: (\d+), (\d+)")) as (process, match, log):
         pids = {match[1], match[2]}

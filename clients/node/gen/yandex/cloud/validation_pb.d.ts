@@ -2,8 +2,9 @@
 // @generated from file yandex/cloud/validation.proto (package yandex.cloud, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile } from "@bufbuild/protobuf/codegenv2";
-import type { FieldOptions } from "@bufbuild/protobuf/wkt";
+import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import type { Message } from "@bufbuild/protobuf";
+import type { FieldOptions, OneofOptions } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file yandex/cloud/validation.proto.
@@ -11,7 +12,73 @@ import type { FieldOptions } from "@bufbuild/protobuf/wkt";
 export declare const file_yandex_cloud_validation: GenFile;
 
 /**
+ * @generated from message yandex.cloud.MapKeySpec
+ */
+export declare type MapKeySpec = Message<"yandex.cloud.MapKeySpec"> & {
+  /**
+   * @generated from field: string value = 1;
+   */
+  value: string;
+
+  /**
+   * @generated from field: string pattern = 2;
+   */
+  pattern: string;
+
+  /**
+   * @generated from field: string length = 3;
+   */
+  length: string;
+};
+
+/**
+ * Describes the message yandex.cloud.MapKeySpec.
+ * Use `create(MapKeySpecSchema)` to create a new message.
+ */
+export declare const MapKeySpecSchema: GenMessage<MapKeySpec>;
+
+/**
+ * @generated from extension: bool exactly_one = 101400;
+ */
+export declare const exactly_one: GenExtension<OneofOptions, boolean>;
+
+/**
  * @generated from extension: bool required = 101501;
  */
 export declare const required: GenExtension<FieldOptions, boolean>;
+
+/**
+ * @generated from extension: string pattern = 101502;
+ */
+export declare const pattern: GenExtension<FieldOptions, string>;
+
+/**
+ * @generated from extension: string value = 101503;
+ */
+export declare const value: GenExtension<FieldOptions, string>;
+
+/**
+ * @generated from extension: string size = 101504;
+ */
+export declare const size: GenExtension<FieldOptions, string>;
+
+/**
+ * @generated from extension: string length = 101505;
+ */
+export declare const length: GenExtension<FieldOptions, string>;
+
+/**
+ * @generated from extension: bool unique = 101506;
+ */
+export declare const unique: GenExtension<FieldOptions, boolean>;
+
+/**
+ * @generated from extension: yandex.cloud.MapKeySpec map_key = 101510;
+ */
+export declare const map_key: GenExtension<FieldOptions, MapKeySpec>;
+
+/**
+ * @generated from extension: string bytes = 101511;
+ */
+export declare const bytes: GenExtension<FieldOptions, string>;
 

@@ -2,18 +2,73 @@
 // @generated from file yandex/cloud/validation.proto (package yandex.cloud, syntax proto3)
 /* eslint-disable */
 
-import { extDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
+import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file yandex/cloud/validation.proto.
  */
 export const file_yandex_cloud_validation = /*@__PURE__*/
-  fileDesc("Ch15YW5kZXgvY2xvdWQvdmFsaWRhdGlvbi5wcm90bxIMeWFuZGV4LmNsb3VkOjsKCHJlcXVpcmVkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxj9mAYgASgIUghyZXF1aXJlZEIoWiZmaWxlcy1hcGkvZ2VuZXJhdGVkL3lhbmRleC9jbG91ZDtjbG91ZGIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Ch15YW5kZXgvY2xvdWQvdmFsaWRhdGlvbi5wcm90bxIMeWFuZGV4LmNsb3VkIjwKCk1hcEtleVNwZWMSDQoFdmFsdWUYASABKAkSDwoHcGF0dGVybhgCIAEoCRIOCgZsZW5ndGgYAyABKAk6QAoLZXhhY3RseV9vbmUSHS5nb29nbGUucHJvdG9idWYuT25lb2ZPcHRpb25zGJiYBiABKAhSCmV4YWN0bHlPbmU6OwoIcmVxdWlyZWQSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGP2YBiABKAhSCHJlcXVpcmVkOjkKB3BhdHRlcm4SHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGP6YBiABKAlSB3BhdHRlcm46NQoFdmFsdWUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGP+YBiABKAlSBXZhbHVlOjMKBHNpemUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGICZBiABKAlSBHNpemU6NwoGbGVuZ3RoEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxiBmQYgASgJUgZsZW5ndGg6NwoGdW5pcXVlEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxiCmQYgASgIUgZ1bmlxdWU6UgoHbWFwX2tleRIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMYhpkGIAEoCzIYLnlhbmRleC5jbG91ZC5NYXBLZXlTcGVjUgZtYXBLZXk6NQoFYnl0ZXMSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGIeZBiABKAlSBWJ5dGVzQkoKEHlhbmRleC5jbG91ZC5hcGlaNmdpdGh1Yi5jb20veWFuZGV4LWNsb3VkL2dvLWdlbnByb3RvL3lhbmRleC9jbG91ZDtjbG91ZGIGcHJvdG8z", [file_google_protobuf_descriptor]);
+
+/**
+ * Describes the message yandex.cloud.MapKeySpec.
+ * Use `create(MapKeySpecSchema)` to create a new message.
+ */
+export const MapKeySpecSchema = /*@__PURE__*/
+  messageDesc(file_yandex_cloud_validation, 0);
+
+/**
+ * @generated from extension: bool exactly_one = 101400;
+ */
+export const exactly_one = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 0);
 
 /**
  * @generated from extension: bool required = 101501;
  */
 export const required = /*@__PURE__*/
-  extDesc(file_yandex_cloud_validation, 0);
+  extDesc(file_yandex_cloud_validation, 1);
+
+/**
+ * @generated from extension: string pattern = 101502;
+ */
+export const pattern = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 2);
+
+/**
+ * @generated from extension: string value = 101503;
+ */
+export const value = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 3);
+
+/**
+ * @generated from extension: string size = 101504;
+ */
+export const size = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 4);
+
+/**
+ * @generated from extension: string length = 101505;
+ */
+export const length = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 5);
+
+/**
+ * @generated from extension: bool unique = 101506;
+ */
+export const unique = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 6);
+
+/**
+ * @generated from extension: yandex.cloud.MapKeySpec map_key = 101510;
+ */
+export const map_key = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 7);
+
+/**
+ * @generated from extension: string bytes = 101511;
+ */
+export const bytes = /*@__PURE__*/
+  extDesc(file_yandex_cloud_validation, 8);
 

@@ -1,0 +1,155 @@
+"""`python -m server`: flags, each with an environment variable of the same meaning."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from files_api.app import Settings, serve, serve_workers
+from files_api.auth import add_key
+from files_api.store import AuditEvent, open_store
+
+# (flag, environment variable, Settings field, type, metavar, help)
+_FLAGS: list[tuple[str, str, str, type, str, str]] = [
+    ("--grpc-listen", "FILES_GRPC_LISTEN", "grpc_listen", str, "HOST:PORT",
+     "gRPC address; port 0 picks a free one"),
+    ("--http-listen", "FILES_HTTP_LISTEN", "http_listen", str, "HOST:PORT",
+     "HTTP address for download links"),
+    ("--store", "FILES_STORE", "store", str, "URL",
+     "memory:, sqlite:///relative/path.db, sqlite:////absolute/path.db or"
+     " postgresql://user:password@host:port/database?pool_size=10 (connections per replica)"),
+    ("--tls-cert", "FILES_TLS_CERT", "tls_cert", str, "FILE",
+     "PEM certificate chain: serve both listeners over TLS"),
+    ("--tls-key", "FILES_TLS_KEY", "tls_key", str, "FILE", "PEM private key for --tls-cert"),
+    ("--public-http-url", "FILES_PUBLIC_HTTP_URL", "public_http_url", str, "URL",
+     "base of GetUrl links when clients reach the HTTP listener under another name"
+     " (default: the listener's own address)"),
+    ("--url-ttl", "FILES_URL_TTL", "url_ttl_seconds", int, "SECONDS",
+     "how long a GetUrl link works"),
+    ("--sweep-interval", "FILES_SWEEP_INTERVAL", "sweep_interval_seconds", float, "SECONDS",
+     "how often expired files are purged"),
+    ("--shutdown-grace", "FILES_SHUTDOWN_GRACE", "shutdown_grace_seconds", float, "SECONDS",
+     "on SIGTERM or SIGINT, how long in-flight calls may run before they are cancelled"),
+    ("--workers", "FILES_WORKERS", "workers", int, "N",
+     "server processes sharing the ports and the store (fixed ports, not memory:)"),
+    ("--pool-size", "FILES_POOL_SIZE", "pool_size", int, "N",
+     "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
+    ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
+     "API keys file (see `keys add`); without it every caller is anonymous"),
+]  # fmt: skip
+
+
+def parse_args(argv: list[str]) -> Settings:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="A self-hosted Yandex Cloud AI Studio Files API server (gRPC + HTTP).",
+        epilog="Every flag can also be set by the environment variable named in its help.",
+    )
+    for flag, variable, field, kind, metavar, text in _FLAGS:
+        default: Any = os.environ.get(variable, getattr(defaults, field))
+        shown = "" if default is None else "; default %(default)s"
+        parser.add_argument(
+            flag, dest=field, type=kind, default=default, metavar=metavar,
+            help=f"{text} ({variable}{shown})",
+        )  # fmt: skip
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=os.environ.get("FILES_ALLOW_ANONYMOUS", "") not in ("", "0", "false"),
+        help="without --auth-keys, listen on non-loopback addresses anyway (FILES_ALLOW_ANONYMOUS)",
+    )
+    args = parser.parse_args(argv)
+    # argparse converts string defaults (those from the environment) with `type` as well.
+    values = {f[2]: getattr(args, f[2]) for f in _FLAGS}
+    return dataclasses.replace(defaults, allow_anonymous=args.allow_anonymous, **values)
+
+
+def keys_command(argv: list[str]) -> None:
+    """`python -m server keys add --subject S --folders f1,f2`: prints a new key once."""
+    parser = argparse.ArgumentParser(prog="python -m server keys")
+    actions = parser.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="make a key for a subject and append its hash")
+    add.add_argument("--subject", required=True, help="who the key belongs to")
+    add.add_argument(
+        "--folders", required=True, help="comma-separated folder ids the key may use, or '*'"
+    )
+    add.add_argument(
+        "--file",
+        default=os.environ.get("FILES_AUTH_KEYS", "data/keys.toml"),
+        help="the keys file (FILES_AUTH_KEYS; default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        key = add_key(Path(args.file), args.subject, args.folders.split(","))
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"cannot add the key: {e}")
+    print(key)
+    print(f"added for {args.subject} to {args.file}; this key is shown only now", file=sys.stderr)
+
+
+def audit_command(argv: list[str]) -> None:
+    """`python -m server audit --file ID`: the file's history, oldest first, one line each."""
+    parser = argparse.ArgumentParser(prog="python -m server audit")
+    parser.add_argument("--file", required=True, metavar="FILE_ID", help="the file's id")
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("FILES_STORE", Settings().store),
+        metavar="URL",
+        help="the store the server uses (FILES_STORE; default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+
+    async def history() -> list[AuditEvent]:
+        store = open_store(args.store)
+        await store.open()
+        try:
+            return await store.audit_log(args.file)
+        finally:
+            await store.close()
+
+    try:
+        events = asyncio.run(history())
+    except (OSError, ValueError) as e:
+        sys.exit(f"cannot read the audit log: {e}")
+    if not events:
+        sys.exit(f"no audit records for file {args.file!r}")
+    for event in events:
+        stamp = timestamp_pb2.Timestamp(
+            seconds=event.time_ns // 10**9, nanos=event.time_ns % 10**9
+        ).ToJsonString()
+        paths = ",".join(event.paths) or "-"
+        print(f"{stamp}  {event.action:<6}  {event.subject}  {paths}  request={event.request_id}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        keys_command(argv[1:])
+        return
+    if argv[:1] == ["audit"]:
+        audit_command(argv[1:])
+        return
+    settings = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if settings.workers > 1:
+            sys.exit(serve_workers(settings))
+        asyncio.run(serve(settings))
+    except (OSError, ValueError) as e:
+        logging.getLogger("server").error("cannot start: %s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Wires store, domain, gRPC and HTTP listeners into one process, and takes it down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import ipaddress
+import logging
+import multiprocessing
+import os
+import signal
+import ssl
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
+
+from files_api.auth import Authenticator, KeyRing
+from files_api.domain import Core, Drive, Files
+from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
+from files_api.grpc_api import (
+    FILE_SERVICE,
+    FileServicer,
+    Health,
+    ShutdownGate,
+    add_services,
+    set_serving,
+)
+from files_api.http_api import MAX_BODY_BYTES, make_app
+from files_api.openapi import openapi_document
+from files_api.pds import Pds
+from files_api.rest import ServicerInvoker, rest_handler
+from files_api.store import open_store, with_pool_size, without_password
+from files_api.transcoder import routes_for
+
+log = logging.getLogger("server")
+
+# Room for the other fields of a CreateFileRequest next to the largest content.
+MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES + 1024 * 1024
+
+# On shutdown, calls that arrived before the signal are refused until none has come in for
+# `Settings.drain_quiet_seconds` (DRAIN_MAX_SECONDS at most, within the grace period); see
+# ShutdownGate.
+DRAIN_MAX_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    grpc_listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"
+    store: str = "sqlite:///data/files.db"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    public_http_url: str | None = None
+    url_ttl_seconds: int = DEFAULT_URL_TTL_SECONDS
+    sweep_interval_seconds: float = 60.0
+    shutdown_grace_seconds: float = 10.0
+    # 0 skips the wait for calls queued before the signal (they may then end CANCELLED): for
+    # in-process test servers that are stopped after every test.
+    drain_quiet_seconds: float = 0.05
+    auth_keys: str | None = None
+    allow_anonymous: bool = False
+    pool_size: int | None = None
+    workers: int = 1
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+class _ClientFault(logging.Filter):
+    """A request malformed below our code (HTTP framing, metadata encoding) is the client's
+    fault: one WARNING line instead of an ERROR with a traceback any client could flood."""
+
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        super().__init__()
+        self.kinds = kinds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, self.kinds):
+            record.msg, record.args = f"{record.getMessage()}: {error}"[:300], ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_client_faults() -> None:
+    for name, kinds in (
+        ("aiohttp.server", (HttpProcessingError,)),
+        ("grpc._cython.cygrpc", (UnicodeDecodeError,)),
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ClientFault) for f in logger.filters):
+            logger.addFilter(_ClientFault(*kinds))
+
+
+class Server:
+    """One running server; `start()` binds (port 0 picks a free port), `stop()` drains."""
+
+    def __init__(self, settings: Settings, core: Core | None = None) -> None:
+        self.settings = settings
+        self.core = core or Core(
+            open_store(with_pool_size(settings.store, settings.pool_size)),
+            url_ttl_seconds=settings.url_ttl_seconds,
+        )
+        self.files = Files(self.core)
+        self.drive = Drive(self.core)
+        self.grpc_port = 0
+        self.http_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._health: Health | None = None
+        self._http: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._gate = ShutdownGate()
+
+    @property
+    def tls(self) -> bool:
+        return self.settings.tls_cert is not None
+
+    @property
+    def http_base_url(self) -> str:
+        if self.settings.public_http_url:
+            return self.settings.public_http_url.rstrip("/")
+        host, _ = split_host_port(self.settings.http_listen)
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{_url_host(host)}:{self.http_port}"
+
+    async def start(self) -> None:
+        settings = self.settings
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        auth = self._authenticator()
+        _quiet_client_faults()
+        await self.core.store.open()
+        await self.core.start()
+
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # Workers share their ports on purpose; a lone server must not share its port
+                # by accident with another one started on the same address.
+                ("grpc.so_reuseport", int(settings.workers > 1)),
+            ],
+        )
+        servicer = FileServicer(self.files, lambda: self.http_base_url, auth, self._gate)
+        self._health = add_services(self._grpc, servicer)
+        try:
+            if self.tls:
+                assert settings.tls_cert is not None and settings.tls_key is not None
+                with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
+                    credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+                self.grpc_port = self._grpc.add_secure_port(settings.grpc_listen, credentials)
+            else:
+                self.grpc_port = self._grpc.add_insecure_port(settings.grpc_listen)
+        except RuntimeError as e:  # grpc's way of saying the address is taken or invalid
+            raise OSError(f"cannot listen for gRPC on {settings.grpc_listen}: {e}") from None
+
+        routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
+        rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
+        pds = Pds(self.drive, auth, lambda: self.http_base_url)
+        app = make_app(self.drive.uploads, rest, openapi_document(routes), pds.routes())
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        http_host, http_port = split_host_port(settings.http_listen)
+        ssl_context = None
+        if self.tls:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)  # type: ignore[arg-type]
+        site = web.TCPSite(
+            self._http,
+            http_host,
+            http_port,
+            ssl_context=ssl_context,
+            reuse_port=settings.workers > 1,
+        )
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        await self._grpc.start()
+        await set_serving(self._health, True)
+        self.start_sweeper(settings.sweep_interval_seconds)
+        log.info(
+            "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
+            split_host_port(settings.grpc_listen)[0],
+            self.grpc_port,
+            http_host,
+            self.http_port,
+            " over TLS" if self.tls else "",
+            without_password(settings.store),
+        )
+
+    def start_sweeper(self, interval_seconds: float) -> None:
+        """(Re)starts the periodic purge of expired files."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweeper = asyncio.create_task(self._sweep_forever(interval_seconds))
+
+    def _authenticator(self) -> Authenticator:
+        settings = self.settings
+        if settings.auth_keys:
+            return Authenticator(KeyRing.load(Path(settings.auth_keys)))
+        exposed = [
+            a
+            for a in (settings.grpc_listen, settings.http_listen)
+            if not _is_loopback(split_host_port(a)[0])
+        ]
+        if exposed and not settings.allow_anonymous:
+            raise ValueError(
+                f"refusing to serve {', '.join(exposed)} without --auth-keys:"
+                " anyone who can connect could read and change every file"
+                " (pass --allow-anonymous if that is what you want)"
+            )
+        return Authenticator(None)
+
+    async def _sweep_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                purged = await self.core.sweep()
+            except Exception:
+                log.exception("expiration sweep failed; trying again next interval")
+            else:
+                if purged:
+                    log.info("purged %d expired files", purged)
+
+    async def stop(self) -> None:
+        """NOT_SERVING and no new calls first, in-flight calls finish, store closes last.
+
+        The whole drain takes at most `shutdown_grace_seconds`; calls still running then are
+        cancelled.
+        """
+        self._gate.closed = True
+        stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
+        if self._health is not None:
+            await set_serving(self._health, False)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._grpc is not None:
+            await self._refuse_backlog(stop_by)
+            await self._grpc.stop(max(stop_by - time.monotonic(), 0.0))
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.core.store.close()
+
+    async def _refuse_backlog(self, stop_by: float) -> None:
+        """Keeps taking calls, refused by the gate, until none has arrived for a moment."""
+        quiet = self.settings.drain_quiet_seconds
+        give_up = min(time.monotonic() + DRAIN_MAX_SECONDS, stop_by)
+        while (now := time.monotonic()) < give_up:
+            quiet_for = now - self._gate.last_call
+            if quiet_for >= quiet:
+                return
+            await asyncio.sleep(min(quiet - quiet_for, give_up - now))
+
+
+# Young objects a collection waits for. Python's default (700) suits scripts; a server making
+# tens of container objects per call ran a collection every few calls, and 35 us of every
+# Update went to the collector (see docs/performance.md).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Moves what start-up built (modules, descriptors, the store) out of the collector's
+    reach, so the collections that follow scan only what calls leave behind, and makes them
+    rarer. Nothing is kept longer but cycles, which grpc.aio makes a few of per call."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGINT or SIGTERM."""
+    server = Server(settings)
+    await server.start()
+    tune_gc()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await server.stop()
+    log.info("stopped")
+
+
+def serve_workers(settings: Settings) -> int:
+    """`--workers N`: N server processes sharing both ports (SO_REUSEPORT; the kernel spreads
+    connections) and one store. Returns the exit code: 0 after SIGINT/SIGTERM stopped them all.
+    """
+    if settings.workers < 2:
+        raise ValueError("serve_workers wants two workers or more")
+    if settings.store == "memory:":
+        raise ValueError("--workers needs a shared store (SQLite or PostgreSQL), not memory:")
+    for address in (settings.grpc_listen, settings.http_listen):
+        if split_host_port(address)[1] == 0:
+            raise ValueError(f"--workers needs fixed ports, not {address}: workers share them")
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(settings,), name=f"worker-{n}", daemon=False)
+        for n in range(settings.workers)
+    ]
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    for worker in workers:
+        worker.start()
+    log.info("started %d workers: %s", len(workers), ", ".join(str(w.pid) for w in workers))
+    while not stopping.wait(0.2):
+        if any(not w.is_alive() for w in workers):
+            log.error("a worker exited; stopping the others")
+            break
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        worker.join()
+    codes = [w.exitcode for w in workers]
+    log.info("stopped %d workers (exit codes %s)", len(workers), codes)
+    return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1
+
+
+def _worker(settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, ValueError) as e:
+        log.error("cannot start: %s", e)
+        sys.exit(1)

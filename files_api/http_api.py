@@ -1,0 +1,78 @@
+"""The whole HTTP app, on the server's loop: signed downloads, the OpenAPI document, the PDS
+face under /v2/ and REST for every other path, with each face's JSON errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from files_api.domain.limits import MAX_CONTENT_BYTES
+from files_api.domain.links import DOWNLOAD_ROUTE
+from files_api.openapi import openapi_handler
+from files_api.pds import pds_errors
+from files_api.rest import json_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from files_api.domain.uploads import Uploads
+
+# Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
+MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
+WRITE_BYTES = 256 * 1024  # a download goes to the socket in slices of this
+
+log = logging.getLogger(__name__)
+
+UPLOADS_KEY: web.AppKey[Uploads] = web.AppKey("uploads")
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in filename*."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    download = await request.app[UPLOADS_KEY].download(
+        request.match_info["file_id"],
+        request.query.get("expires", ""),
+        request.query.get("signature", ""),
+    )
+    record = download.record
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": record.mime_type,
+            "Content-Disposition": content_disposition(record.name or record.id),
+        },
+    )
+    response.content_length = len(download.content)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        # In slices, each awaiting the socket: a slow reader holds back the sending, not
+        # another copy of the file in the transport's buffer.
+        view = memoryview(download.content)
+        for start in range(0, len(view), WRITE_BYTES):
+            await response.write(view[start : start + WRITE_BYTES])
+    await response.write_eof()
+    return response
+
+
+def make_app(
+    uploads: Uploads,
+    rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    openapi: dict[str, Any] | None = None,
+    pds: Sequence[web.RouteDef] = (),
+) -> web.Application:
+    """Downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST for every
+    other path (the transcoder answers 404/405)."""
+    app = web.Application(middlewares=[json_errors, pds_errors], client_max_size=MAX_BODY_BYTES)
+    app[UPLOADS_KEY] = uploads
+    app.router.add_get(DOWNLOAD_ROUTE, _download)
+    if openapi is not None:
+        app.router.add_get("/openapi.json", openapi_handler(openapi))
+    app.router.add_routes(pds)
+    app.router.add_route("*", "/{tail:.*}", rest)
+    return app

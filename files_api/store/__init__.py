@@ -1,0 +1,286 @@
+"""The storage interface every backend implements, and the URL that picks a backend.
+
+Backends keep records and bytes and make each change atomic; every rule about what a change
+means (masks, defaults, validation, expiry arithmetic) lives in `files_api.domain`, never here.
+A record whose `expires_at_ns` is at or before the `now_ns` a method is given counts as absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+
+class FileRecord(NamedTuple):
+    """One file's metadata as stored: times are integer nanoseconds since the epoch.
+
+    A named tuple rather than a frozen dataclass: as immutable, but made ten times faster
+    (0.4 against 4.2 us; a frozen dataclass sets each of its 20 fields through
+    `object.__setattr__`), and a List page makes a hundred of them. Change one with `_replace`.
+    """
+
+    id: str
+    folder_id: str
+    name: str
+    description: str
+    mime_type: str
+    created_by: str
+    created_at_ns: int
+    updated_by: str
+    updated_at_ns: int
+    expiration_policy: int
+    ttl_days: int
+    expires_at_ns: int
+    labels: Mapping[str, str]
+    size: int
+    # The PDS face's attributes; the Yandex face neither shows nor changes them.
+    hidden: bool = False
+    starred: bool = False
+    local_created_at_ns: int | None = None  # client-supplied times, None when never given
+    local_modified_at_ns: int | None = None
+    content_hash: str = ""  # SHA-1 of the content, upper-case hex
+    pds_labels: tuple[str, ...] = ()  # PDS's label list: not the Yandex label map
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One acknowledged change, stored in the same transaction as the change itself."""
+
+    file_id: str
+    time_ns: int
+    subject: str
+    action: str  # create, update or delete
+    paths: tuple[str, ...]  # for an update: the mask paths whose values changed
+    request_id: str
+
+
+Content = bytes | bytearray | memoryview
+"""A file's bytes: a view into the request that carried them, when copying 128 MiB on the
+event loop would stall every other call (see `grpc_api._split_create`)."""
+
+
+def content_hash(content: Content) -> str:
+    """What PDS calls `content_hash` (with `content_hash_name` sha1)."""
+    return hashlib.sha1(content, usedforsecurity=False).hexdigest().upper()
+
+
+Cursor = tuple[int | str, str]
+"""A position in a folder's listing: (sort key, id) of the last record already seen."""
+
+SORT_KEYS = ("created_at_ns", "updated_at_ns", "name", "size")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Order:
+    """How a listing is sorted: by one of SORT_KEYS, then by id in the same direction."""
+
+    key: str = "created_at_ns"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.key not in SORT_KEYS:
+            raise ValueError(f"cannot sort by {self.key!r}")
+
+    def cursor(self, record: FileRecord) -> Cursor:
+        return (getattr(record, self.key), record.id)
+
+
+NEWEST_FIRST = Order()
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """How a write keeps a name unique in its folder, decided inside the write's transaction.
+
+    The store hands `settle` the record to write and the names of the folder's *other* files
+    live at the record's `updated_at_ns` (the time of the write) that start with
+    `prefix(record.name)`, name -> id; it writes the record `settle` returns, which may be
+    renamed, or rolls back if `settle` raises.
+    """
+
+    prefix: Callable[[str], str]
+    settle: Callable[[FileRecord, Mapping[str, str]], FileRecord]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """A file being uploaded in parts: invisible until completed, purged at `expires_at_ns`."""
+
+    record: FileRecord  # the file as it will be, but for its size and content hash
+    upload_id: str
+    parts: int  # the client announced parts 1..parts
+    expires_at_ns: int
+    name_mode: str  # the name-conflict policy to apply again on completion
+    revision: int = 0  # how many parts have been put: completion checks it did not move
+
+
+class FileStore(Protocol):
+    """What a backend does; `open_store` picks one by the URL's scheme."""
+
+    @classmethod
+    def from_url(cls, url: str) -> FileStore:
+        """The backend for a URL of its scheme; raises ValueError for a malformed one."""
+
+    async def open(self) -> None:
+        """Connects and brings the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
+        """The store's secret, created once with `make` and the same ever after."""
+
+    async def create(
+        self,
+        record: FileRecord,
+        content: Content,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        """Stores the record (as `naming` settles it, when given) and returns what it stored."""
+
+    async def get(self, file_id: str, now_ns: int) -> FileRecord | None: ...
+
+    async def update(
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        """Atomically replaces the record with `change(record)`; None when there is none.
+
+        An exception from `change` leaves the record as it was. `audit(old, new)`, when given,
+        is the event stored with the change. `naming`, when given, settles the new name.
+        """
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        """The live files of the folder whose names start with `prefix`, name -> id."""
+
+    async def stage(self, upload: Upload) -> None:
+        """Keeps an upload until it completes or expires."""
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        """Stores (or replaces) one part and moves the upload's revision; False when no such
+        upload is pending.
+
+        `check(total)` sees the byte count of all the upload's parts with this one, in the same
+        transaction: an exception from it stores nothing.
+        """
+
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        """The pending upload and its parts' bytes in number order, read at one moment;
+        None when no such upload is pending."""
+
+    async def finish_upload(
+        self,
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        """Makes `record` with `content` live in place of `upload`, in one transaction, and
+        returns what it stored (as `naming` settles it, when given). None, with nothing
+        changed, when the upload is no longer pending at `record.updated_at_ns` or a part was
+        put since it was read (its revision moved). An exception from `naming` changes nothing.
+        """
+
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        """Removes the record and its content; False when there was none.
+
+        `check(record)` runs first, in the same transaction: an exception from it keeps the file.
+        """
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        """Every stored event of the file, oldest first."""
+
+    async def list(
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
+    ) -> list[FileRecord]:
+        """Up to `limit` records of the folder in `order`, past `after`."""
+
+    async def content(self, file_id: str, now_ns: int) -> Content | None: ...
+
+    async def purge_expired(self, now_ns: int) -> int:
+        """Removes expired records with their content, and expired uploads; returns how many
+        records."""
+
+
+_BACKENDS = {
+    "memory": "files_api.store.memory:MemoryStore",
+    "sqlite": "files_api.store.sqlite:SqliteStore",
+    "postgresql": "files_api.store.postgres:PostgresStore",
+    "postgres": "files_api.store.postgres:PostgresStore",
+}
+
+
+def open_store(url: str) -> FileStore:
+    """The backend for a store URL (`memory:`, `sqlite:///rel.db`, `sqlite:////abs.db`,
+    `postgresql://user:password@host:port/database?pool_size=10`).
+
+    The backend module is imported here, so a driver is loaded only when its URL is used.
+    """
+    scheme, sep, _ = url.partition(":")
+    target = _BACKENDS.get(scheme) if sep else None
+    if target is None:
+        known = ", ".join(f"{s}:" for s in _BACKENDS)
+        raise ValueError(f"unsupported store URL {url!r}: use one of {known}")
+    module_name, _, class_name = target.partition(":")
+    backend: type[FileStore] = getattr(importlib.import_module(module_name), class_name)
+    return backend.from_url(url)
+
+
+def with_pool_size(url: str, size: int | None) -> str:
+    """The URL with `pool_size` set (PostgreSQL only; the embedded stores have no pool)."""
+    if size is None:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"--pool-size applies to a PostgreSQL store, not {parts.scheme or url!r}")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "pool_size"]
+    return parts._replace(query=urlencode([*query, ("pool_size", str(size))])).geturl()
+
+
+def without_password(url: str) -> str:
+    """The store URL fit for a log line: a password in it, or in its query, becomes `***`."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(key != "password" for key, _ in query):
+        return url  # untouched: urlunsplit would turn sqlite://// into sqlite://
+    user, at, host = parts.netloc.rpartition("@")
+    if parts.password is not None:
+        user = f"{user.partition(':')[0]}:***"
+    hidden = [(key, "***" if key == "password" else value) for key, value in query]
+    return parts._replace(netloc=f"{user}{at}{host}", query=urlencode(hidden, safe="*")).geturl()

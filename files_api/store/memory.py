@@ -1,0 +1,213 @@
+"""A store that lives in the process: for tests and throwaway servers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from files_api.store import NEWEST_FIRST
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from files_api.store import AuditEvent, Content, Cursor, FileRecord, Naming, Order, Upload
+
+
+class MemoryStore:
+    """Keeps everything in dicts; each method runs without awaiting, so each is atomic."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, FileRecord] = {}
+        self._contents: dict[str, Content] = {}
+        self._secret: bytes | None = None
+        self._audit: dict[str, list[AuditEvent]] = {}
+        self._uploads: dict[str, Upload] = {}
+        self._parts: dict[str, dict[int, bytes]] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        if url != "memory:":
+            raise ValueError(f"the memory store takes no path: use 'memory:', not {url!r}")
+        return cls()
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
+        if self._secret is None:
+            self._secret = make()
+        return self._secret
+
+    async def create(
+        self,
+        record: FileRecord,
+        content: Content,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        record = self._settle(record, naming)
+        self._records[record.id] = record
+        self._contents[record.id] = content
+        self._append(audit)
+        return record
+
+    def _settle(self, record: FileRecord, naming: Naming | None) -> FileRecord:
+        if naming is None:
+            return record
+        taken = self._names(
+            record.folder_id, naming.prefix(record.name), record.updated_at_ns, record.id
+        )
+        return naming.settle(record, taken)
+
+    def _append(self, audit: AuditEvent | None) -> None:
+        if audit is not None:
+            self._audit.setdefault(audit.file_id, []).append(audit)
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        return list(self._audit.get(file_id, ()))
+
+    async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
+        record = self._records.get(file_id)
+        return record if record is not None and record.expires_at_ns > now_ns else None
+
+    async def update(
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        record = await self.get(file_id, now_ns)
+        if record is None:
+            return None
+        updated = self._settle(change(record), naming)
+        event = audit(record, updated) if audit is not None else None
+        self._records[file_id] = updated
+        self._append(event)
+        return updated
+
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        record = await self.get(file_id, now_ns)
+        if record is None:
+            return False
+        if check is not None:
+            check(record)
+        del self._records[file_id]
+        del self._contents[file_id]
+        self._append(audit)
+        return True
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        return self._names(folder_id, prefix, now_ns, excluding)
+
+    def _names(self, folder_id: str, prefix: str, now_ns: int, excluding: str) -> dict[str, str]:
+        return {
+            r.name: r.id
+            for r in self._records.values()
+            if r.folder_id == folder_id
+            and r.expires_at_ns > now_ns
+            and r.id != excluding
+            and r.name.startswith(prefix)
+        }
+
+    async def stage(self, upload: Upload) -> None:
+        self._uploads[upload.record.id] = upload
+        self._parts[upload.record.id] = {}
+
+    def _pending(self, file_id: str, upload_id: str, now_ns: int) -> Upload | None:
+        upload = self._uploads.get(file_id)
+        if upload is None or upload.upload_id != upload_id or upload.expires_at_ns <= now_ns:
+            return None
+        return upload
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        if self._pending(file_id, upload_id, now_ns) is None:
+            return False
+        parts = self._parts[file_id]
+        check(sum(len(p) for n, p in parts.items() if n != number) + len(data))
+        parts[number] = data
+        upload = self._uploads[file_id]
+        self._uploads[file_id] = dataclasses.replace(upload, revision=upload.revision + 1)
+        return True
+
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        upload = self._pending(file_id, upload_id, now_ns)
+        if upload is None:
+            return None
+        parts = self._parts[file_id]
+        return upload, [parts[n] for n in sorted(parts)]
+
+    async def finish_upload(
+        self,
+        upload: Upload,
+        record: FileRecord,
+        content: Content,
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        file_id = upload.record.id
+        now = self._pending(file_id, upload.upload_id, record.updated_at_ns)
+        if now is None or now.revision != upload.revision:
+            return None
+        stored = await self.create(record, content, audit, naming)
+        del self._uploads[file_id], self._parts[file_id]
+        return stored
+
+    async def list(
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
+    ) -> list[FileRecord]:
+        def past(position: Cursor) -> bool:
+            assert after is not None
+            return position < after if order.descending else position > after
+
+        live = (
+            r
+            for r in self._records.values()
+            if r.folder_id == folder_id
+            and r.expires_at_ns > now_ns
+            and (after is None or past(order.cursor(r)))
+        )
+        return sorted(live, key=order.cursor, reverse=order.descending)[:limit]
+
+    async def content(self, file_id: str, now_ns: int) -> Content | None:
+        if await self.get(file_id, now_ns) is None:
+            return None
+        return self._contents[file_id]
+
+    async def purge_expired(self, now_ns: int) -> int:
+        for file_id in [i for i, u in self._uploads.items() if u.expires_at_ns <= now_ns]:
+            del self._uploads[file_id], self._parts[file_id]
+        expired = [i for i, r in self._records.items() if r.expires_at_ns <= now_ns]
+        for file_id in expired:
+            del self._records[file_id]
+            del self._contents[file_id]
+        return len(expired)

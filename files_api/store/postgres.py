@@ -1,0 +1,632 @@
+"""The store for many replicas: every replica points at one PostgreSQL database.
+
+`postgresql://user:password@host:port/database?pool_size=10` selects it. `pool_size` (default
+10) caps the connections this replica opens: the pool keeps one open and grows on demand. Every
+other query parameter goes to asyncpg as libpq would take it (`sslmode=require`,
+`host=/run/postgresql` for a unix socket, ...). A lost connection fails the call that was using
+it with UNAVAILABLE; the pool connects afresh for the next call, so a replica outlives a
+database restart without being restarted itself.
+
+Times are BIGINT nanoseconds, since `timestamptz` keeps only microseconds. Labels are `jsonb`.
+`description` is `bytea` holding UTF-8, because the API lets it hold U+0000, which PostgreSQL
+`text` cannot.
+
+Content is `bytea` cut into rows of `CHUNK_BYTES` in a table of its own, not large objects and
+not one `bytea` value per file. One value of 128 MiB is encoded whole into asyncpg's buffers on
+its way out: a 128 MiB insert peaks at +380 MiB of client memory and takes 3 s, against +17 MiB
+and 0.7 s as 1 MiB rows, and reading it back costs +128 MiB besides the result against +4 MiB
+(`python -m bench.pg_content URL` measures both; tests/test_postgres.py bounds the rows' figures).
+Large objects would stream too, but nothing owns them: every delete and every sweep would have to
+`lo_unlink` in the same transaction or leak (or rely on the `lo` extension's trigger), and asyncpg
+has no large-object API, so the bytes would travel as `bytea` arguments of `lo_put`/`lo_get`
+anyway. Chunk rows are ordinary rows: they go with their file by `ON DELETE CASCADE`, in the same
+transaction, under the same locks, in every `pg_dump`. Reads go chunk by chunk through a cursor
+into one buffer of the file's size, so a download holds one copy of the content and one chunk, not
+the rows and their join.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from files_api.errors import DomainError, Unavailable
+from files_api.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from files_api.store.rows import (
+    COLUMNS,
+    DESCRIPTION,
+    FIELDS,
+    audit_row,
+    changed_columns,
+    pending_migrations,
+    record_row,
+    row_record,
+    upload_from_json,
+    upload_json,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from files_api.store import Content, Cursor, Naming, Order, Upload
+    from files_api.store.rows import Migration
+
+DEFAULT_POOL_SIZE = 10
+CHUNK_BYTES = 1024 * 1024
+PURGE_BATCH = 500
+
+# Taken for the whole migration transaction, so replicas starting together queue up and the
+# later ones find the schema current. Any bigint would do; this one spells "files".
+MIGRATION_LOCK = 0x66696C6573
+
+# Each entry brings the schema from version N to N+1 (a row in schema_version); never edit one
+# that has shipped, append a new one. Keep them additive: replicas still on the previous
+# release go on running against the new schema during a rolling upgrade.
+MIGRATIONS: list[Migration] = [
+    (
+        "CREATE TABLE meta (key text PRIMARY KEY, value bytea NOT NULL)",
+        # COLLATE "C": ids order by code point, as on the other backends, whatever the
+        # database's locale.
+        """CREATE TABLE files (
+            id text COLLATE "C" PRIMARY KEY,
+            folder_id text COLLATE "C" NOT NULL,
+            name text NOT NULL,
+            description bytea NOT NULL,
+            mime_type text NOT NULL,
+            created_by text NOT NULL,
+            created_at_ns bigint NOT NULL,
+            updated_by text NOT NULL,
+            updated_at_ns bigint NOT NULL,
+            expiration_policy integer NOT NULL,
+            ttl_days bigint NOT NULL,
+            expires_at_ns bigint NOT NULL,
+            labels jsonb NOT NULL,
+            size bigint NOT NULL
+        )""",
+        "CREATE INDEX files_by_folder ON files (folder_id, created_at_ns DESC, id DESC)",
+        "CREATE INDEX files_by_expiry ON files (expires_at_ns)",
+        """CREATE TABLE contents (
+            file_id text COLLATE "C" NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+            seq integer NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (file_id, seq)
+        )""",
+    ),
+    (
+        # Kept after the file is gone: it is the file's history.
+        """CREATE TABLE audit (
+            seq bigserial PRIMARY KEY,
+            file_id text COLLATE "C" NOT NULL,
+            time_ns bigint NOT NULL,
+            subject text NOT NULL,
+            action text NOT NULL,
+            paths jsonb NOT NULL,
+            request_id text NOT NULL
+        )""",
+        "CREATE INDEX audit_by_file ON audit (file_id, seq)",
+    ),
+    (
+        # The PDS face's attributes. Content hashes of older files are filled in by
+        # `_backfill_hashes`: PostgreSQL has no built-in SHA-1.
+        "ALTER TABLE files ADD COLUMN hidden boolean NOT NULL DEFAULT false",
+        "ALTER TABLE files ADD COLUMN starred boolean NOT NULL DEFAULT false",
+        "ALTER TABLE files ADD COLUMN local_created_at_ns bigint",
+        "ALTER TABLE files ADD COLUMN local_modified_at_ns bigint",
+        "ALTER TABLE files ADD COLUMN content_hash text NOT NULL DEFAULT ''",
+        "ALTER TABLE files ADD COLUMN pds_labels jsonb NOT NULL DEFAULT '[]'",
+        'CREATE INDEX files_by_name ON files (folder_id, name COLLATE "C")',
+        """CREATE TABLE uploads (
+            file_id text COLLATE "C" PRIMARY KEY,
+            upload_id text NOT NULL,
+            parts integer NOT NULL,
+            expires_at_ns bigint NOT NULL,
+            record text NOT NULL
+        )""",
+        "CREATE INDEX uploads_by_expiry ON uploads (expires_at_ns)",
+        """CREATE TABLE upload_parts (
+            file_id text COLLATE "C" NOT NULL REFERENCES uploads (file_id) ON DELETE CASCADE,
+            number integer NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (file_id, number)
+        )""",
+    ),
+    (
+        # Completion reads the parts outside its write, then checks that none was put since.
+        "ALTER TABLE uploads ADD COLUMN revision bigint NOT NULL DEFAULT 0",
+    ),
+]
+
+HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
+
+# Names compare as "C" (code point order, like the other backends) whatever the database's
+# locale, so a prefix's names lie between it and it followed by the highest code point.
+_NAMES = (
+    'SELECT name, id FROM files WHERE folder_id = $1 AND name COLLATE "C" >= $2'
+    ' AND name COLLATE "C" < $3 AND expires_at_ns > $4 AND id <> $5'
+)
+# Writes that settle names in one folder take turns (a transaction-scoped lock in a key space
+# of its own, "name" and the folder's hash), so two of them cannot both find a name free.
+_NAMING_LOCK = "SELECT pg_advisory_xact_lock(1851878757, hashtext($1))"
+
+_PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 1))
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...]) -> str:
+    """The UPDATE of just these columns, the file's id as $1."""
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
+    return f"UPDATE files SET {assignments} WHERE id = $1"
+
+
+# What asyncpg raises when the database is down, restarting or unreachable: the caller gets
+# UNAVAILABLE, and the pool replaces the dead connection on the next acquire.
+_CONNECTION_LOST = (
+    OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError
+    asyncpg.AdminShutdownError,  # the server is shutting down
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # the server is starting up
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _record(row: asyncpg.Record) -> FileRecord:
+    values = list(row.values())
+    values[DESCRIPTION] = bytes(values[DESCRIPTION]).decode()
+    return row_record(values)
+
+
+def _to_column(name: str, value: object) -> object:
+    """A value as this backend stores it: `description` is bytea, as text cannot hold U+0000."""
+    return value.encode() if name == "description" and isinstance(value, str) else value
+
+
+def _row(record: FileRecord) -> tuple[object, ...]:
+    return tuple(
+        _to_column(name, value) for name, value in zip(FIELDS, record_row(record), strict=True)
+    )
+
+
+async def _lock_live(
+    conn: asyncpg.pool.PoolConnectionProxy, file_id: str, now_ns: int
+) -> FileRecord | None:
+    """The live record, locked until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2 FOR UPDATE",
+        file_id,
+        now_ns,
+    )
+    return None if row is None else _record(row)
+
+
+async def _names(
+    conn: asyncpg.pool.PoolConnectionProxy, folder_id: str, prefix: str, now_ns: int, excluding: str
+) -> dict[str, str]:
+    rows = await conn.fetch(_NAMES, folder_id, prefix, prefix + "\U0010ffff", now_ns, excluding)
+    return {row[0]: row[1] for row in rows}
+
+
+async def _settle_name(
+    conn: asyncpg.pool.PoolConnectionProxy, record: FileRecord, naming: Naming | None
+) -> FileRecord:
+    if naming is None:
+        return record
+    await conn.execute(_NAMING_LOCK, record.folder_id)
+    taken = await _names(
+        conn, record.folder_id, naming.prefix(record.name), record.updated_at_ns, record.id
+    )
+    return naming.settle(record, taken)
+
+
+async def _insert(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    record: FileRecord,
+    content: Content,
+    audit: AuditEvent | None,
+) -> None:
+    view = memoryview(content)
+    chunks = (
+        (record.id, seq, view[start : start + CHUNK_BYTES])
+        for seq, start in enumerate(range(0, len(content), CHUNK_BYTES))
+    )
+    await conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", *_row(record))
+    await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
+    await _insert_audit(conn, audit)
+
+
+async def _backfill_hashes(conn: asyncpg.pool.PoolConnectionProxy) -> None:
+    """Files stored before content hashes existed get theirs, one file's content at a time."""
+    for file_id, size in await conn.fetch(
+        "SELECT id, (SELECT coalesce(sum(octet_length(data)), 0) FROM contents"
+        " WHERE file_id = files.id) FROM files WHERE content_hash = ''"
+    ):
+        digest = content_hash(await _gather(conn, file_id, size))
+        await conn.execute("UPDATE files SET content_hash = $2 WHERE id = $1", file_id, digest)
+
+
+async def _gather(conn: asyncpg.pool.PoolConnectionProxy, file_id: str, size: int) -> bytearray:
+    """The file's chunks, one at a time through a cursor (in the caller's transaction), into one
+    buffer of `size` bytes: never the rows and their join together."""
+    buffer = bytearray(size)
+    offset = 0
+    async for row in conn.cursor(
+        "SELECT data FROM contents WHERE file_id = $1 ORDER BY seq", file_id, prefetch=1
+    ):
+        chunk = row[0]
+        buffer[offset : offset + len(chunk)] = chunk
+        offset += len(chunk)
+    if offset != size:
+        raise RuntimeError(f"file {file_id!r} has {offset} bytes of content, not {size}")
+    return buffer
+
+
+async def _pending_upload(
+    conn: asyncpg.pool.PoolConnectionProxy, file_id: str, upload_id: str, now_ns: int
+) -> Upload | None:
+    row = await conn.fetchrow(
+        "SELECT record, parts, expires_at_ns, revision FROM uploads"
+        " WHERE file_id = $1 AND upload_id = $2 AND expires_at_ns > $3 FOR UPDATE",
+        file_id,
+        upload_id,
+        now_ns,
+    )
+    if row is None:
+        return None
+    return upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+
+
+async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEvent | None) -> None:
+    if event is not None:
+        await conn.execute(
+            "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            *audit_row(event),
+            json.dumps(event.paths),
+            event.request_id,
+        )
+
+
+class PostgresStore:
+    """Files and their bytes in one PostgreSQL database, shared by any number of replicas.
+
+    >>> store = PostgresStore.from_url("postgresql://files:secret@db:5432/files?pool_size=20")
+    """
+
+    def __init__(self, dsn: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, not {pool_size}")
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ValueError(
+                f"bad PostgreSQL URL {url!r}: use"
+                " postgresql://user:password@host:port/database?pool_size=10"
+            )
+        # The rest of the query goes to asyncpg exactly as written.
+        base, _, query = url.partition("?")
+        params = [p for p in query.split("&") if p]
+        sizes = [p.partition("=")[2] for p in params if p.partition("=")[0] == "pool_size"]
+        if len(sizes) > 1 or not all(s.isdigit() for s in sizes):
+            raise ValueError(f"bad PostgreSQL URL {url!r}: pool_size takes one whole number")
+        rest = "&".join(p for p in params if p.partition("=")[0] != "pool_size")
+        dsn = f"{base}?{rest}" if rest else base
+        return cls(dsn, int(sizes[0]) if sizes else DEFAULT_POOL_SIZE)
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+            async with self._pool.acquire() as conn:
+                await self._migrate(conn)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            await self.close()
+            # An OSError, so `python -m server` reports it in one line like a refused connect.
+            raise ConnectionError(f"cannot open the PostgreSQL store: {e}") from e
+        except BaseException:
+            await self.close()
+            raise
+
+    @staticmethod
+    async def _migrate(conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            for number, statements in pending_migrations(MIGRATIONS, version):
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+                if number == HASH_VERSION:
+                    await _backfill_hashes(conn)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection; losing the database on the way becomes `Unavailable`."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("store is not open")
+        try:
+            async with pool.acquire() as conn:
+                try:
+                    yield conn
+                except asyncpg.InterfaceError as e:
+                    # "connection is closed": it died before this call could use it.
+                    if _closed(conn):
+                        raise _unavailable() from e
+                    raise
+        except DomainError:
+            raise
+        except Exception as e:
+            if _caused_by_lost_connection(e):
+                raise _unavailable() from e
+            raise
+
+    async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
+        async with self._connection() as conn:
+            select = "SELECT value FROM meta WHERE key = 'signing_secret'"
+            secret = await conn.fetchval(select)
+            if secret is None:
+                # Replicas starting together race here: one insert wins, all read the winner.
+                await conn.execute(
+                    "INSERT INTO meta VALUES ('signing_secret', $1) ON CONFLICT DO NOTHING", make()
+                )
+                secret = await conn.fetchval(select)
+            return bytes(secret)
+
+    async def create(
+        self,
+        record: FileRecord,
+        content: Content,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        async with self._connection() as conn, conn.transaction():
+            record = await _settle_name(conn, record, naming)
+            await _insert(conn, record, content, audit)
+        return record
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT file_id, time_ns, subject, action, paths, request_id FROM audit"
+                " WHERE file_id = $1 ORDER BY seq",
+                file_id,
+            )
+        return [AuditEvent(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
+
+    async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2",
+                file_id,
+                now_ns,
+            )
+        return None if row is None else _record(row)
+
+    async def update(
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        async with self._connection() as conn, conn.transaction():
+            # The row lock holds off every other replica's update of this file until commit;
+            # an exception from `change` leaves the block and rolls back.
+            old = await _lock_live(conn, file_id, now_ns)
+            if old is None:
+                return None
+            new = await _settle_name(conn, change(old), naming)
+            columns, values = changed_columns(old, new)
+            if columns:
+                values = [_to_column(c, v) for c, v in zip(columns, values, strict=True)]
+                await conn.execute(_update_statement(columns), file_id, *values)
+            await _insert_audit(conn, audit(old, new) if audit is not None else None)
+            return new
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        async with self._connection() as conn:
+            return await _names(conn, folder_id, prefix, now_ns, excluding)
+
+    async def stage(self, upload: Upload) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)",
+                upload.record.id,
+                upload.upload_id,
+                upload.parts,
+                upload.expires_at_ns,
+                upload_json(upload),  # text, not jsonb: jsonb cannot hold U+0000
+                upload.revision,
+            )
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            if await _pending_upload(conn, file_id, upload_id, now_ns) is None:
+                return False
+            others = await conn.fetchval(
+                "SELECT coalesce(sum(octet_length(data)), 0) FROM upload_parts"
+                " WHERE file_id = $1 AND number <> $2",
+                file_id,
+                number,
+            )
+            check(others + len(data))
+            await conn.execute(
+                "INSERT INTO upload_parts VALUES ($1, $2, $3)"
+                " ON CONFLICT (file_id, number) DO UPDATE SET data = excluded.data",
+                file_id,
+                number,
+                data,
+            )
+            await conn.execute(
+                "UPDATE uploads SET revision = revision + 1 WHERE file_id = $1", file_id
+            )
+            return True
+
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        async with (
+            self._connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await conn.fetchrow(
+                "SELECT record, parts, expires_at_ns, revision FROM uploads"
+                " WHERE file_id = $1 AND upload_id = $2 AND expires_at_ns > $3",
+                file_id,
+                upload_id,
+                now_ns,
+            )
+            if row is None:
+                return None
+            upload = upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+            parts = await conn.fetch(
+                "SELECT data FROM upload_parts WHERE file_id = $1 ORDER BY number", file_id
+            )
+            return upload, [part[0] for part in parts]
+
+    async def finish_upload(
+        self,
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        file_id = upload.record.id
+        async with self._connection() as conn, conn.transaction():
+            now = await _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
+            if now is None or now.revision != upload.revision:
+                return None
+            settled = await _settle_name(conn, record, naming)
+            await _insert(conn, settled, content, audit)
+            await conn.execute("DELETE FROM uploads WHERE file_id = $1", file_id)
+            return settled
+
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            record = await _lock_live(conn, file_id, now_ns)
+            if record is None:
+                return False
+            if check is not None:
+                check(record)
+            await conn.execute("DELETE FROM files WHERE id = $1", file_id)
+            await _insert_audit(conn, audit)
+            return True
+
+    async def list(
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
+    ) -> list[FileRecord]:
+        # Names sort as "C", by code point, as on the other backends.
+        key = 'name COLLATE "C"' if order.key == "name" else order.key
+        direction = "DESC" if order.descending else "ASC"
+        past = f" AND ({key}, id) {'<' if order.descending else '>'} ($4, $5)" if after else ""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM files WHERE folder_id = $1 AND expires_at_ns > $2{past}"
+                f" ORDER BY {key} {direction}, id {direction} LIMIT $3",
+                folder_id,
+                now_ns,
+                limit,
+                *(after or ()),
+            )
+        return [_record(row) for row in rows]
+
+    async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None:
+        async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
+            # One snapshot for the size and every chunk: a delete halfway cannot tear them.
+            size = await conn.fetchval(
+                "SELECT coalesce(sum(octet_length(contents.data)), 0) FROM files"
+                " LEFT JOIN contents ON contents.file_id = files.id"
+                " WHERE files.id = $1 AND files.expires_at_ns > $2 GROUP BY files.id",
+                file_id,
+                now_ns,
+            )
+            if size is None:
+                return None
+            return await _gather(conn, file_id, size)
+
+    async def purge_expired(self, now_ns: int) -> int:
+        # FOR UPDATE re-reads each row as committed when it is locked, so a file whose expiry
+        # another replica extended in the meantime no longer qualifies; SKIP LOCKED passes over
+        # rows another replica is updating or purging right now. In batches, so no sweep holds
+        # a long transaction.
+        purged = 0
+        while True:
+            async with self._connection() as conn:
+                if not purged:
+                    await conn.execute("DELETE FROM uploads WHERE expires_at_ns <= $1", now_ns)
+                status = await conn.execute(
+                    "DELETE FROM files WHERE id IN (SELECT id FROM files WHERE expires_at_ns <= $1"
+                    " LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    now_ns,
+                    PURGE_BATCH,
+                )
+            count = int(status.split()[-1])
+            purged += count
+            if count < PURGE_BATCH:
+                return purged
+
+
+def _closed(conn: asyncpg.pool.PoolConnectionProxy) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # released while still ours: only a connection that closes does that
+
+
+def _caused_by_lost_connection(error: BaseException) -> bool:
+    """Whether `error` is a lost connection, or arose from one (as a failed ROLLBACK does)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and seen not in chain:
+        if isinstance(seen, _CONNECTION_LOST):
+            return True
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _unavailable() -> Unavailable:
+    return Unavailable("the database is unavailable; try again later")

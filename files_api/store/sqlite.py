@@ -1,0 +1,592 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Writes go through one connection on one thread with group commit: whatever writes queue up
+while a commit is being made durable go together into the next `BEGIN IMMEDIATE` transaction,
+each in a savepoint of its own (a failing one rolls back alone), and one `COMMIT` with
+`synchronous=FULL` makes them all durable before any of their callers hears back. One fsync
+then serves many Updates. Small reads (a record, a page) run on the event loop's own
+connection, which costs less than a hop to a thread; content is read on a thread pool. In WAL
+mode no read waits behind a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from files_api.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from files_api.store.rows import (
+    COLUMNS,
+    FIELDS,
+    audit_row,
+    changed_columns,
+    pending_migrations,
+    record_row,
+    row_record,
+    upload_from_json,
+    upload_json,
+)
+
+if TYPE_CHECKING:
+    from files_api.store import Content, Cursor, Naming, Order, Upload
+    from files_api.store.rows import Migration
+
+T = TypeVar("T")
+
+# The most content one group commit carries (one write alone may carry more).
+GROUP_BYTES = 8 * 1024 * 1024
+
+# Each entry brings the schema from version N to N+1 (PRAGMA user_version); never edit one
+# that has shipped, append a new one.
+MIGRATIONS: list[Migration] = [
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        """CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            folder_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at_ns INTEGER NOT NULL,
+            updated_by TEXT NOT NULL,
+            updated_at_ns INTEGER NOT NULL,
+            expiration_policy INTEGER NOT NULL,
+            ttl_days INTEGER NOT NULL,
+            expires_at_ns INTEGER NOT NULL,
+            labels TEXT NOT NULL,
+            size INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX files_by_folder ON files (folder_id, created_at_ns DESC, id DESC)",
+        "CREATE INDEX files_by_expiry ON files (expires_at_ns)",
+        """CREATE TABLE contents (
+            file_id TEXT PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+            data BLOB NOT NULL
+        )""",
+    ),
+    (
+        # Kept after the file is gone: it is the file's history.
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id TEXT NOT NULL,
+            time_ns INTEGER NOT NULL,
+            subject TEXT NOT NULL,
+            action TEXT NOT NULL,
+            paths TEXT NOT NULL,
+            request_id TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_by_file ON audit (file_id, seq)",
+    ),
+    (
+        # The PDS face's attributes. Content hashes of older files are filled in by
+        # `_backfill_hashes`, which SQL alone cannot do.
+        "ALTER TABLE files ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE files ADD COLUMN starred INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE files ADD COLUMN local_created_at_ns INTEGER",
+        "ALTER TABLE files ADD COLUMN local_modified_at_ns INTEGER",
+        "ALTER TABLE files ADD COLUMN content_hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE files ADD COLUMN pds_labels TEXT NOT NULL DEFAULT '[]'",
+        "CREATE INDEX files_by_name ON files (folder_id, name)",
+        """CREATE TABLE uploads (
+            file_id TEXT PRIMARY KEY,
+            upload_id TEXT NOT NULL,
+            parts INTEGER NOT NULL,
+            expires_at_ns INTEGER NOT NULL,
+            record TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX uploads_by_expiry ON uploads (expires_at_ns)",
+        """CREATE TABLE upload_parts (
+            file_id TEXT NOT NULL REFERENCES uploads (file_id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (file_id, number)
+        ) WITHOUT ROWID""",
+    ),
+    (
+        # Completion reads the parts outside its write, then checks that none was put since.
+        "ALTER TABLE uploads ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
+    ),
+]
+
+HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
+
+# SQLite compares text as UTF-8 bytes, so the names starting with a prefix lie between it and
+# it followed by the highest code point (a name with U+10FFFF right after the prefix escapes,
+# and no rename candidate has one there).
+_NAMES = (
+    "SELECT name, id FROM files WHERE folder_id = ? AND name >= ? AND name < ?"
+    " AND expires_at_ns > ? AND id != ?"
+)
+
+_PLACES = ", ".join("?" * len(FIELDS))
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...]) -> str:
+    """The UPDATE of just these columns (a few sets recur: an Update's mask decides them)."""
+    return f"UPDATE files SET {', '.join(f'{column} = ?' for column in columns)} WHERE id = ?"
+
+
+def _names(
+    conn: sqlite3.Connection, folder_id: str, prefix: str, now_ns: int, excluding: str
+) -> dict[str, str]:
+    rows = conn.execute(_NAMES, (folder_id, prefix, prefix + "\U0010ffff", now_ns, excluding))
+    return dict(rows.fetchall())
+
+
+def _settle_name(conn: sqlite3.Connection, record: FileRecord, naming: Naming | None) -> FileRecord:
+    if naming is None:
+        return record
+    prefix = naming.prefix(record.name)
+    return naming.settle(
+        record, _names(conn, record.folder_id, prefix, record.updated_at_ns, record.id)
+    )
+
+
+def _insert(
+    conn: sqlite3.Connection, record: FileRecord, content: Content, audit: AuditEvent | None
+) -> None:
+    conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", tuple(record_row(record)))
+    conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
+    _insert_audit(conn, audit)
+
+
+def _backfill_hashes(conn: sqlite3.Connection) -> None:
+    """Files stored before content hashes existed get theirs."""
+    rows = conn.execute(
+        "SELECT files.id, data FROM files JOIN contents ON contents.file_id = files.id"
+        " WHERE content_hash = ''"
+    )
+    for file_id, data in rows.fetchall():
+        conn.execute(
+            "UPDATE files SET content_hash = ? WHERE id = ?", (content_hash(data), file_id)
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _paths_json(paths: tuple[str, ...]) -> str:
+    """An audit entry's paths as stored (a few sets recur: an Update's mask decides them)."""
+    return json.dumps(paths)
+
+
+def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
+    if event is not None:
+        conn.execute(
+            "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (*audit_row(event)[:4], _paths_json(event.paths), event.request_id),
+        )
+
+
+def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRecord | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM files WHERE id = ? AND expires_at_ns > ?", (file_id, now_ns)
+    ).fetchone()
+    return None if row is None else row_record(row)
+
+
+def _pending_upload(
+    conn: sqlite3.Connection, file_id: str, upload_id: str, now_ns: int
+) -> Upload | None:
+    row = conn.execute(
+        "SELECT record, parts, expires_at_ns, revision FROM uploads"
+        " WHERE file_id = ? AND upload_id = ? AND expires_at_ns > ?",
+        (file_id, upload_id, now_ns),
+    ).fetchone()
+    return None if row is None else upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+
+
+_Queued = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
+_Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    for future, result, error in outcomes:
+        if future.cancelled():
+            continue  # the caller gave up; the write stands or fell all the same
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 200) -> None:
+    """Switching a new database to WAL can fail as busy without waiting on busy_timeout
+    while another process does the same, so a concurrent start retries for a while."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+class SqliteStore:
+    """Files and their bytes in one SQLite database file."""
+
+    READERS = 4
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._loop_conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+        self._queue: list[_Queued] = []  # writes waiting for the next group commit
+        self._queue_lock = threading.Lock()
+        self._flush_scheduled = False
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        prefix = "sqlite:///"
+        if not url.startswith(prefix) or len(url) == len(prefix):
+            raise ValueError(
+                f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////abs/path.db"
+            )
+        return cls(Path(url[len(prefix) :]))
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(self.READERS, thread_name_prefix="sqlite-reader")
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
+        self._loop_conn = self._connect()
+
+    def _open_writer(self) -> None:
+        conn = self._write_conn = self._connect()
+        _enable_wal(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            for number, statements in pending_migrations(MIGRATIONS, version):
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+                if number == HASH_VERSION:
+                    _backfill_hashes(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def writer_pragmas(self) -> tuple[str, int]:
+        """`(journal_mode, synchronous)` of the connection every commit goes through, read on
+        its own thread: what makes a write durable once its caller hears back."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+
+        def read() -> tuple[str, int]:
+            conn = self._write_conn
+            if conn is None:
+                raise RuntimeError("store is not open")
+            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+            (synchronous,) = conn.execute("PRAGMA synchronous").fetchone()
+            return str(mode), int(synchronous)
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, read)
+
+    async def close(self) -> None:
+        for pool in (self._writer, self._readers):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for conn in [self._write_conn, self._loop_conn, *self._read_conns]:
+            if conn is not None:
+                conn.close()
+        self._write_conn = self._loop_conn = None
+        self._read_conns.clear()
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T], size: int = 0) -> T:
+        """Runs `work` in the next group commit; returns once that commit is durable.
+
+        `size` (bytes of content written) keeps one group under GROUP_BYTES, so a burst of
+        large uploads does not make every write in it wait for all of them.
+        """
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._queue_lock:
+            self._queue.append((work, future, size))
+            start, self._flush_scheduled = not self._flush_scheduled, True
+        if start:
+            self._writer.submit(self._commit_pending, loop)
+        return await future
+
+    def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._queue_lock:
+            total = count = 0
+            for _, _, size in self._queue:
+                if count and total + size > GROUP_BYTES:
+                    break
+                total, count = total + size, count + 1
+            batch, self._queue = self._queue[:count], self._queue[count:]
+            self._flush_scheduled = bool(self._queue)
+        if self._flush_scheduled and self._writer is not None:
+            self._writer.submit(self._commit_pending, loop)  # the rest, after this group
+        loop.call_soon_threadsafe(_resolve, self._run_group(batch))
+
+    def _run_group(self, batch: list[_Queued]) -> list[_Outcome]:
+        """One transaction for the whole group. Writes rarely fail (validation happens before
+        them), so no savepoint is paid for each: if one fails, the group is rolled back and
+        each write runs again in a transaction of its own, which isolates the failure."""
+        conn = self._write_conn
+        try:
+            if conn is None:
+                raise RuntimeError("store is not open")
+            conn.execute("BEGIN IMMEDIATE")
+            results = [work(conn) for work, _, _ in batch]
+            conn.execute("COMMIT")
+        except Exception as e:
+            if conn is not None and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                return [(batch[0][1], None, e)]
+            return [outcome for item in batch for outcome in self._run_group([item])]
+        return [
+            (future, result, None) for (_, future, _), result in zip(batch, results, strict=True)
+        ]
+
+    async def _read_here(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A small read on the event loop's connection: cheaper than a thread hop."""
+        if self._loop_conn is None:
+            raise RuntimeError("store is not open")
+        return work(self._loop_conn)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def on_reader() -> T:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+                with self._read_conns_lock:
+                    self._read_conns.append(conn)
+            return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, on_reader)
+
+    async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
+        def get_or_create(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'signing_secret'").fetchone()
+            if row is not None:
+                return bytes(row[0])
+            secret = make()
+            conn.execute("INSERT INTO meta VALUES ('signing_secret', ?)", (secret,))
+            return secret
+
+        return await self._write(get_or_create)
+
+    async def create(
+        self,
+        record: FileRecord,
+        content: Content,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord:
+        def insert(conn: sqlite3.Connection) -> FileRecord:
+            settled = _settle_name(conn, record, naming)
+            _insert(conn, settled, content, audit)
+            return settled
+
+        return await self._write(insert, size=len(content))
+
+    async def audit_log(self, file_id: str) -> list[AuditEvent]:
+        def select(conn: sqlite3.Connection) -> list[AuditEvent]:
+            rows = conn.execute(
+                "SELECT file_id, time_ns, subject, action, paths, request_id FROM audit"
+                " WHERE file_id = ? ORDER BY seq",
+                (file_id,),
+            ).fetchall()
+            return [AuditEvent(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
+
+        return await self._read(select)
+
+    async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
+        return await self._read_here(lambda conn: _select_live(conn, file_id, now_ns))
+
+    async def update(
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        def read_modify_write(conn: sqlite3.Connection) -> FileRecord | None:
+            record = _select_live(conn, file_id, now_ns)
+            if record is None:
+                return None
+            new = _settle_name(conn, change(record), naming)
+            _insert_audit(conn, audit(record, new) if audit is not None else None)
+            columns, values = changed_columns(record, new)
+            if columns:
+                conn.execute(_update_statement(columns), (*values, file_id))
+            return new
+
+        return await self._write(read_modify_write)
+
+    async def names(
+        self, folder_id: str, prefix: str, now_ns: int, excluding: str = ""
+    ) -> dict[str, str]:
+        return await self._read_here(
+            lambda conn: _names(conn, folder_id, prefix, now_ns, excluding)
+        )
+
+    async def stage(self, upload: Upload) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    upload.record.id,
+                    upload.upload_id,
+                    upload.parts,
+                    upload.expires_at_ns,
+                    upload_json(upload),
+                    upload.revision,
+                ),
+            )
+
+        await self._write(insert)
+
+    async def put_part(
+        self,
+        file_id: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        *,
+        now_ns: int,
+        check: Callable[[int], None],
+    ) -> bool:
+        def insert(conn: sqlite3.Connection) -> bool:
+            if _pending_upload(conn, file_id, upload_id, now_ns) is None:
+                return False
+            (others,) = conn.execute(
+                "SELECT coalesce(sum(length(data)), 0) FROM upload_parts"
+                " WHERE file_id = ? AND number != ?",
+                (file_id, number),
+            ).fetchone()
+            check(others + len(data))
+            conn.execute(
+                "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?)", (file_id, number, data)
+            )
+            conn.execute("UPDATE uploads SET revision = revision + 1 WHERE file_id = ?", (file_id,))
+            return True
+
+        return await self._write(insert, size=len(data))
+
+    async def pending_upload(
+        self, file_id: str, upload_id: str, now_ns: int
+    ) -> tuple[Upload, list[bytes]] | None:
+        def select(conn: sqlite3.Connection) -> tuple[Upload, list[bytes]] | None:
+            conn.execute("BEGIN")  # one snapshot for the upload and its parts
+            try:
+                upload = _pending_upload(conn, file_id, upload_id, now_ns)
+                if upload is None:
+                    return None
+                parts = conn.execute(
+                    "SELECT data FROM upload_parts WHERE file_id = ? ORDER BY number", (file_id,)
+                )
+                return upload, [data for (data,) in parts.fetchall()]
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._read(select)
+
+    async def finish_upload(
+        self,
+        upload: Upload,
+        record: FileRecord,
+        content: bytes,
+        *,
+        audit: AuditEvent | None = None,
+        naming: Naming | None = None,
+    ) -> FileRecord | None:
+        file_id = upload.record.id
+
+        def finish(conn: sqlite3.Connection) -> FileRecord | None:
+            now = _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
+            if now is None or now.revision != upload.revision:
+                return None
+            settled = _settle_name(conn, record, naming)
+            _insert(conn, settled, content, audit)
+            conn.execute("DELETE FROM uploads WHERE file_id = ?", (file_id,))
+            return settled
+
+        return await self._write(finish, size=len(content))
+
+    async def delete(
+        self,
+        file_id: str,
+        now_ns: int,
+        check: Callable[[FileRecord], None] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        def delete_live(conn: sqlite3.Connection) -> bool:
+            record = _select_live(conn, file_id, now_ns)
+            if record is None:
+                return False
+            if check is not None:
+                check(record)
+            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            _insert_audit(conn, audit)
+            return True
+
+        return await self._write(delete_live)
+
+    async def list(
+        self,
+        folder_id: str,
+        now_ns: int,
+        limit: int,
+        after: Cursor | None,
+        order: Order = NEWEST_FIRST,
+    ) -> list[FileRecord]:
+        key, direction = order.key, "DESC" if order.descending else "ASC"
+        past = f" AND ({key}, id) {'<' if order.descending else '>'} (?, ?)" if after else ""
+        query = (
+            f"SELECT {COLUMNS} FROM files WHERE folder_id = ? AND expires_at_ns > ?{past}"
+            f" ORDER BY {key} {direction}, id {direction} LIMIT ?"
+        )
+        parameters = (folder_id, now_ns, *(after or ()), limit)
+
+        def select(conn: sqlite3.Connection) -> list[FileRecord]:
+            return [row_record(row) for row in conn.execute(query, parameters).fetchall()]
+
+        return await self._read_here(select)
+
+    async def content(self, file_id: str, now_ns: int) -> bytes | None:
+        def select(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT data FROM contents JOIN files ON files.id = contents.file_id"
+                " WHERE files.id = ? AND files.expires_at_ns > ?",
+                (file_id, now_ns),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(select)
+
+    async def purge_expired(self, now_ns: int) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM uploads WHERE expires_at_ns <= ?", (now_ns,))
+            return conn.execute("DELETE FROM files WHERE expires_at_ns <= ?", (now_ns,)).rowcount
+
+        return await self._write(purge)
