@@ -1,4 +1,10 @@
-"""`python -m server`: flags, each with an environment variable of the same meaning."""
+"""`files-api`: `serve` (flags, each with an environment variable of the same meaning), `keys`,
+`audit` and `--version`. Flags with no command (`files-api --store URL`, `python -m server`
+from a checkout) mean `serve`, as they did before there were commands.
+
+Bad input ends with one line on stderr and no traceback: exit 2 for bad usage, 1 for what
+went wrong at run time (a port in use, an unreadable file, a store that will not open).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ import dataclasses
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from google.protobuf import timestamp_pb2
 
@@ -47,10 +54,28 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
 ]  # fmt: skip
 
 
+PROG = "files-api"
+COMMANDS = ("serve", "keys", "audit")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def version() -> str:
+    try:
+        return metadata.version("files-api")
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "0+unknown"
+
+
 def parse_args(argv: list[str]) -> Settings:
     defaults = Settings()
-    parser = argparse.ArgumentParser(
-        prog="python -m server",
+    parser = _Parser(
+        prog=f"{PROG} serve",
         description="A self-hosted Yandex Cloud AI Studio Files API server (gRPC + HTTP).",
         epilog="Every flag can also be set by the environment variable named in its help.",
     )
@@ -74,8 +99,8 @@ def parse_args(argv: list[str]) -> Settings:
 
 
 def keys_command(argv: list[str]) -> None:
-    """`python -m server keys add --subject S --folders f1,f2`: prints a new key once."""
-    parser = argparse.ArgumentParser(prog="python -m server keys")
+    """`files-api keys add --subject S --folders f1,f2`: prints a new key once."""
+    parser = _Parser(prog=f"{PROG} keys")
     actions = parser.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="make a key for a subject and append its hash")
     add.add_argument("--subject", required=True, help="who the key belongs to")
@@ -97,8 +122,8 @@ def keys_command(argv: list[str]) -> None:
 
 
 def audit_command(argv: list[str]) -> None:
-    """`python -m server audit --file ID`: the file's history, oldest first, one line each."""
-    parser = argparse.ArgumentParser(prog="python -m server audit")
+    """`files-api audit --file ID`: the file's history, oldest first, one line each."""
+    parser = _Parser(prog=f"{PROG} audit")
     parser.add_argument("--file", required=True, metavar="FILE_ID", help="the file's id")
     parser.add_argument(
         "--store",
@@ -130,15 +155,35 @@ def audit_command(argv: list[str]) -> None:
         print(f"{stamp}  {event.action:<6}  {event.subject}  {paths}  request={event.request_id}")
 
 
+def usage() -> str:
+    return (
+        f"usage: {PROG} [serve] [FLAGS] | keys add|list|revoke ... | audit --file ID | --version\n"
+        f"\n  serve   run the server (the default): {PROG} serve --help lists its flags\n"
+        "  keys    add, list or revoke API keys in a keys file\n"
+        "  audit   print a file's history from the store\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["keys"]:
-        keys_command(argv[1:])
-        return
-    if argv[:1] == ["audit"]:
-        audit_command(argv[1:])
-        return
-    settings = parse_args(argv)
+    command, rest = (argv[0], argv[1:]) if argv[:1] and argv[0] in COMMANDS else ("serve", argv)
+    if argv[:1] == ["--version"]:
+        print(f"{PROG} {version()}")
+    elif argv[:1] in (["-h"], ["--help"]):
+        print(usage())
+        parse_args(["--help"])  # serve's flags, as `--help` printed before there were commands
+    elif argv[:1] and not argv[0].startswith("-") and rest is argv:
+        print(f"{PROG}: unknown command {argv[0]!r} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    elif command == "keys":
+        keys_command(rest)
+    elif command == "audit":
+        audit_command(rest)
+    else:
+        run(parse_args(rest))
+
+
+def run(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -147,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(serve_workers(settings))
         asyncio.run(serve(settings))
     except (OSError, ValueError) as e:
-        logging.getLogger("server").error("cannot start: %s", e)
+        logging.getLogger("files_api").error("cannot start: %s", e)
         sys.exit(1)
 
 

@@ -40,7 +40,7 @@ from files_api.rest import ServicerInvoker, rest_handler
 from files_api.store import open_store, with_pool_size, without_password
 from files_api.transcoder import routes_for
 
-log = logging.getLogger("server")
+log = logging.getLogger("files_api")
 
 # Room for the other fields of a CreateFileRequest next to the largest content.
 MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES + 1024 * 1024

@@ -324,7 +324,7 @@ def test_anonymous_server_refuses_a_non_loopback_address(
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.endswith(
-        "ERROR server: cannot start: refusing to serve 0.0.0.0:0 without --auth-keys: anyone who"
+        "ERROR files_api: cannot start: refusing to serve 0.0.0.0:0 without --auth-keys: anyone who"
         " can connect could read and change every file (pass --allow-anonymous if that is what"
         " you want)"
     )

@@ -45,7 +45,7 @@ def test_two_workers_share_the_ports_and_the_store(store_url: str) -> None:
                 fs.ListFilesRequest(folder_id="w", page_size=1000)
             )
         assert sorted(f.id for f in listed.files) == sorted(ids)
-        serving = {m[1] for m in re.finditer(r"server\[(\d+)\]: serving gRPC", "".join(log))}
+        serving = {m[1] for m in re.finditer(r"files_api\[(\d+)\]: serving gRPC", "".join(log))}
         assert serving == pids
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
@@ -72,7 +72,7 @@ def test_a_lone_server_does_not_share_its_port(tmp_path: Path) -> None:
     base = [
         sys.executable,
         "-m",
-        "server",
+        "files_api",
         "--store",
         "memory:",
         "--grpc-listen",
