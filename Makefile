@@ -11,18 +11,32 @@ NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
 PROTOS := $(sort $(shell find protos -name '*.proto'))
 ARGS ?=
 
-.PHONY: install generate check-generated lint run test debian-packages bench bench-quick clean
+.PHONY: install generate check-generated lint run test test-lowest debian-packages bench bench-quick clean
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(BENCH_INSTALLED): $(INSTALLED)
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+# The same, on the lowest protobuf and gRPC our ranges allow (constraints-lowest.txt wins over
+# constraints.txt for the packages it names).
+LOWEST := .venv-lowest
+LOWEST_INSTALLED := $(LOWEST)/.installed
+$(LOWEST_INSTALLED): pyproject.toml constraints.txt constraints-lowest.txt
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q --upgrade pip
+	$(PYTHON) -c 'import sys; name = lambda l: l.split("==")[0].lower(); \
+		low = [l for l in open("constraints-lowest.txt") if "==" in l]; \
+		sys.stdout.write("".join(l for l in open("constraints.txt") \
+			if name(l) not in {name(x) for x in low}) + "".join(low))' > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e '.[dev]'
 	touch $@
 
 # The Node client's exact packages (clients/node/package-lock.json); needs node >= 20 and npm.
@@ -99,8 +113,24 @@ debian-packages:
 	$$sudo apt-get update -qq; \
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
 
-test: $(INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED) debian-packages
+# What tests/test_package.py's fresh environments install from: our dependencies resolved
+# together with the SDK users run beside us (tests/package/requirements.txt), downloaded once.
+WHEELHOUSE := .wheelhouse
+WHEELHOUSE_READY := $(WHEELHOUSE)/.ready
+$(WHEELHOUSE_READY): pyproject.toml tests/package/requirements.txt $(INSTALLED)
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)/self
+	$(PY) -m pip wheel -q --no-deps -w $(WHEELHOUSE)/self .
+	$(PY) -m pip download -q -d $(WHEELHOUSE) $(WHEELHOUSE)/self/*.whl \
+		-r tests/package/requirements.txt "setuptools>=68" pip
+	rm -rf $(WHEELHOUSE)/self $(WHEELHOUSE)/files_api-*.whl build
+	touch $@
+
+test: $(INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED) $(WHEELHOUSE_READY) debian-packages
 	$(VENV)/bin/pytest $(ARGS)
+
+# CI runs this too: the suite on the oldest protobuf and gRPC a user may have.
+test-lowest: $(LOWEST_INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED) $(WHEELHOUSE_READY) debian-packages
+	$(LOWEST)/bin/pytest $(ARGS)
 
 # Our server against the bare gRPC floor (bench/floor.py), driven by h2load (apt-get install
 # nghttp2-client); writes bench-results/ (results.json, report.md, bench.png). About 13 minutes
@@ -114,4 +144,4 @@ bench-quick: $(BENCH_INSTALLED)
 	$(PY) -m bench.run --quick $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(CLIENTS) $(PROTOC_VENV) $(NODE_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) $(CLIENTS) $(PROTOC_VENV) $(WHEELHOUSE) build dist $(NODE_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -78,6 +79,26 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _check_free(address: str, what: str) -> None:
+    """Refuses a taken port before grpc tries it: grpc's own refusal comes with a line of its
+    C core's log on stderr. Binds as a lone server's grpc would (SO_REUSEADDR, no SO_REUSEPORT).
+    """
+    host, port = split_host_port(address)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return  # grpc says what is wrong with the name
+    for family, kind, proto, _, place in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(place)
+            except OSError as e:
+                raise OSError(f"cannot listen for {what} on {address}: {e.strerror}") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -110,6 +131,21 @@ class _ClientFault(logging.Filter):
         return True
 
 
+class _SpuriousPollerWakeup(logging.Filter):
+    """grpc.aio wakes every event loop of the process that uses it when a completion arrives;
+    all but one find nothing to read and asyncio logs their BlockingIOError as an ERROR with a
+    traceback (grpc/grpc#25364, open in every grpcio our range allows). Nothing failed: the
+    record is dropped. It happens when a loop of ours shares the process with others
+    (`FilesApiServer` in a test suite) and, rarely, in the server alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, BlockingIOError)
+            and "PollerCompletionQueue._handle_events" in record.getMessage()
+        )
+
+
 def _quiet_client_faults() -> None:
     for name, kinds in (
         ("aiohttp.server", (HttpProcessingError,)),
@@ -118,6 +154,9 @@ def _quiet_client_faults() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _ClientFault) for f in logger.filters):
             logger.addFilter(_ClientFault(*kinds))
+    loop_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _SpuriousPollerWakeup) for f in loop_log.filters):
+        loop_log.addFilter(_SpuriousPollerWakeup())
 
 
 class Server:
@@ -171,6 +210,8 @@ class Server:
         )
         servicer = FileServicer(self.files, lambda: self.http_base_url, auth, self._gate)
         self._health = add_services(self._grpc, servicer)
+        if settings.workers == 1:
+            _check_free(settings.grpc_listen, "gRPC")
         try:
             if self.tls:
                 assert settings.tls_cert is not None and settings.tls_key is not None

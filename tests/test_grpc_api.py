@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
+import files_api.app
 from files_api.app import MAX_MESSAGE_BYTES
 from files_api.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
 from files_api.request_ids import new_request_id
@@ -321,3 +322,19 @@ def test_new_request_ids_differ_and_a_forked_worker_draws_its_own() -> None:
     os.close(read)
     ours = new_request_id()
     assert len(theirs) == 32 and theirs[:16] != ours[:16]
+
+
+def test_grpcs_spurious_poller_wakeups_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # grpc/grpc#25364: with several event loops in a process, all but one of them find the
+    # completion queue's wake-up byte gone and asyncio logs that as an ERROR. Nothing failed.
+    files_api.app._quiet_client_faults()
+    loop_log = logging.getLogger("asyncio")
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for error in (BlockingIOError(11, "Resource temporarily unavailable"), OSError(5, "EIO")):
+            loop_log.error(
+                "Exception in callback PollerCompletionQueue._handle_events(<loop>)()",
+                exc_info=(type(error), error, None),
+            )
+        elsewhere = BlockingIOError(11, "Resource temporarily unavailable")
+        loop_log.error("Exception in callback other()", exc_info=elsewhere)
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [OSError, BlockingIOError]

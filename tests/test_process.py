@@ -1,21 +1,26 @@
-"""`python -m server` as users run it: flags, environment, restart, clean stop."""
+"""`files-api` (`python -m files_api`) as users run it: flags, environment, restart, clean stop,
+and bad input answered in one line."""
 
 from __future__ import annotations
 
 import gc
 import re
 import signal
+import socket
 import ssl
+import subprocess
 import urllib.request
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 
 from files_api.app import GC_YOUNG_THRESHOLD, tune_gc
-from tests.support import ROOT, run_server_command, server_process
+from tests.support import ROOT, VENV_BIN, run_server_command, server_process
 from tests.test_ai_studio_sdk import make_tls_files
 
 if TYPE_CHECKING:
@@ -141,6 +146,75 @@ def test_bad_settings_fail_with_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unsupported store URL 'ftp://nowhere'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def files_api_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `files-api` console script, as users run it."""
+    return subprocess.run(
+        [str(VENV_BIN / "files-api"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+LOOPBACK = ("--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--store", "memory:")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("serve", "--no-such-flag"), 2, "unrecognized arguments: --no-such-flag"),
+        (("serve", "--url-ttl", "soon"), 2, "invalid int value: 'soon'"),
+        (("frobnicate",), 2, "unknown command 'frobnicate'"),
+        (("serve", *LOOPBACK, "--store", "ftp://nowhere"), 1, "unsupported store URL"),
+        (("serve", *LOOPBACK, "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"), 1,
+         "No such file or directory: '/no/"),
+        (("serve", *LOOPBACK, "--auth-keys", "/no/keys.toml"), 1,
+         "cannot read the keys file /no/keys.toml"),
+        (("keys", "add", "--subject", "a"), 2, "the following arguments are required: --folders"),
+        (("audit",), 2, "the following arguments are required: --file"),
+    ],
+)  # fmt: skip
+def test_the_command_refuses_bad_input_in_one_line(
+    args: tuple[str, ...], code: int, says: str
+) -> None:
+    result = files_api_command(*args)
+    assert (result.returncode, result.stdout) == (code, "")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        ("--grpc-listen", "cannot listen for gRPC on {}"),
+        ("--http-listen", "{}): address already in use"),
+    ],
+)
+def test_a_port_in_use_is_one_line_and_exit_1(flag: str, says: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = files_api_command("serve", *LOOPBACK, flag, f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    shown = f"127.0.0.1:{port}" if flag == "--grpc-listen" else f"('127.0.0.1', {port}"
+    assert says.format(shown) in result.stderr
+
+
+def test_the_command_prints_its_version_and_serves_by_default() -> None:
+    version = files_api_command("--version")
+    assert version.returncode == 0
+    assert version.stdout == f"files-api {metadata.version('files-api')}\n"
+    listed = files_api_command("--help")
+    assert "keys    add, list or revoke API keys" in listed.stdout
+    assert "--grpc-listen HOST:PORT" in listed.stdout  # serve's flags, the default command
 
 
 def test_tune_gc_sets_start_up_aside_and_makes_young_collections_rarer() -> None:

@@ -14,7 +14,14 @@ import asyncpg
 import pytest
 
 from files_api.app import Server, Settings
-from files_api.store import FileRecord, open_store, with_pool_size, without_password
+from files_api.store import (
+    AuditEvent,
+    FileRecord,
+    Upload,
+    open_store,
+    with_pool_size,
+    without_password,
+)
 from files_api.store.postgres import CHUNK_BYTES
 from files_api.store.rows import FIELDS, changed_columns, pending_migrations, record_row
 
@@ -104,6 +111,23 @@ async def test_delete_removes_record_and_content(store: FileStore) -> None:
     assert await store.delete(record().id, NOW) is True
     assert await store.delete(record().id, NOW) is False
     assert await store.content(record().id, NOW) is None
+
+
+async def test_clear_drops_files_audit_and_uploads_and_keeps_the_secret(store: FileStore) -> None:
+    secret = await store.signing_secret(lambda: b"s" * 32)
+    event = AuditEvent(record().id, NOW, "a", "create", (), "r1")
+    await store.create(record(), b"x", event)
+    await store.stage(Upload(record("f0000000000000000002"), "u1", 1, NOW + 10**12, "ignore"))
+    await store.put_part("f0000000000000000002", "u1", 1, b"p", now_ns=NOW, check=lambda _: None)
+    await store.clear()
+    assert await store.get(record().id, NOW) is None
+    assert await store.content(record().id, NOW) is None
+    assert await store.audit_log(record().id) == []
+    assert await store.pending_upload("f0000000000000000002", "u1", NOW) is None
+    assert await store.list("folder", NOW, 10, None) == []
+    assert await store.signing_secret(lambda: b"other") == secret
+    await store.create(record(), b"again")  # the same id is free again
+    assert await store.content(record().id, NOW) == b"again"
 
 
 async def test_signing_secret_is_made_once(store: FileStore) -> None:

@@ -237,6 +237,10 @@ class FileStore(Protocol):
         """Removes expired records with their content, and expired uploads; returns how many
         records."""
 
+    async def clear(self) -> None:
+        """Drops every file with its content and audit records, and every pending upload;
+        keeps the signing secret. For test suites that share one server between tests."""
+
 
 _BACKENDS = {
     "memory": "files_api.store.memory:MemoryStore",

@@ -203,6 +203,10 @@ class MemoryStore:
             return None
         return self._contents[file_id]
 
+    async def clear(self) -> None:
+        for kept in (self._records, self._contents, self._audit, self._uploads, self._parts):
+            kept.clear()
+
     async def purge_expired(self, now_ns: int) -> int:
         for file_id in [i for i, u in self._uploads.items() if u.expires_at_ns <= now_ns]:
             del self._uploads[file_id], self._parts[file_id]

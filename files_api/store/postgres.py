@@ -587,6 +587,10 @@ class PostgresStore:
                 return None
             return await _gather(conn, file_id, size)
 
+    async def clear(self) -> None:
+        async with self._connection() as conn:
+            await conn.execute("TRUNCATE upload_parts, uploads, audit, contents, files")
+
     async def purge_expired(self, now_ns: int) -> int:
         # FOR UPDATE re-reads each row as committed when it is locked, so a file whose expiry
         # another replica extended in the meantime no longer qualifies; SKIP LOCKED passes over

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Every table but meta (the signing secret), children first.
+_DATA_TABLES = ("upload_parts", "uploads", "audit", "contents", "files")
+
 # The most content one group commit carries (one write alone may carry more).
 GROUP_BYTES = 8 * 1024 * 1024
 
@@ -583,6 +586,13 @@ class SqliteStore:
             return None if row is None else bytes(row[0])
 
         return await self._read(select)
+
+    async def clear(self) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            for table in _DATA_TABLES:
+                conn.execute(f"DELETE FROM {table}")
+
+        await self._write(clear)
 
     async def purge_expired(self, now_ns: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,45 @@
+"""The `files_api` pytest fixture, registered through the `pytest11` entry point: installing the
+package is enough.
+
+    def test_upload(files_api):
+        sdk = AsyncAIStudio(folder_id="f", endpoint=None, auth=NoAuth(), verify=False,
+                            service_map={"ai-files": files_api.grpc_target})
+
+One server per test session (so a test pays no start-up), emptied before each test that asks
+for it: every test starts with no files. `--files-api-store URL` runs the same fixture on
+SQLite or PostgreSQL instead of `memory:`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from files_api.testing import FilesApiServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("files-api").addoption(
+        "--files-api-store",
+        default="memory:",
+        metavar="URL",
+        help="store URL of the files_api fixture's server (default: memory:)",
+    )
+
+
+@pytest.fixture(scope="session")
+def files_api_server(request: pytest.FixtureRequest) -> Iterator[FilesApiServer]:
+    """The session's server, as it is: files from earlier tests included."""
+    with FilesApiServer(str(request.config.getoption("--files-api-store"))) as server:
+        yield server
+
+
+@pytest.fixture
+def files_api(files_api_server: FilesApiServer) -> FilesApiServer:
+    """The session's server, emptied for this test."""
+    files_api_server.reset()
+    return files_api_server
