@@ -14,9 +14,9 @@ Get on a throwaway PostgreSQL cluster, against the floor and with one replica ag
 --sqlite), the floor plus the least SQLite work a durable server does; `--stall` times small
 calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py).
 
-    python -m bench.run               # everything, with the scale runs (~13 minutes on 2 cores)
-    python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~7 minutes)
-    python -m bench.run --quick       # every scenario once, at the headline concurrency (~30 s)
+    python -m bench.run               # everything, with the scale runs (~14.5 minutes on 2 cores)
+    python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~8.5 minutes)
+    python -m bench.run --quick       # every scenario once, one stall round (~1 minute)
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
     python -m bench.run --scenarios none --no-scale --postgres-url URL   # ... on your database
     python -m bench.run --scenarios none --no-scale --stall   # the stall part alone (~1.5 min)
