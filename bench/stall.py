@@ -171,8 +171,9 @@ class CreatesClient:
 class PdsCompletion:
     """A PDS upload of the content in `PDS_PARTS` parts, all put: `go` completes it."""
 
-    def __init__(self, ours: Target, content: bytes) -> None:
+    def __init__(self, ours: Target, content: bytes, mime_type: str) -> None:
         self.size = len(content)
+        self.mime_type = mime_type
         self.sha1 = hashlib.sha1(content).hexdigest().upper()
         self.done = threading.Event()
         self._answer: tuple[int, dict[str, Any], float] | None = None
@@ -218,8 +219,7 @@ class PdsCompletion:
         if self._answer is None:
             return [self._error]
         status, file, _ = self._answer
-        mime_type = CONTENTS["random"][1]
-        return file_problems(status, file, self.size, self.sha1, mime_type)
+        return file_problems(status, file, self.size, self.sha1, self.mime_type)
 
     def record(self) -> dict[str, Any]:
         status, _, seconds = self._answer or (0, {}, 0.0)
@@ -292,7 +292,8 @@ def _start(side: str, store: Path) -> ServerProcess:
 @contextlib.contextmanager
 def _big_calls(case: StallCase, target: Target, size: int) -> Iterator[BigCalls]:
     if case.pds and target.name != "floor":
-        yield PdsCompletion(target, CONTENTS[case.content][0](size))
+        make, mime_type = CONTENTS[case.content]
+        yield PdsCompletion(target, make(size), mime_type)
         return
     client = CreatesClient(target.address, case.content, size, case.creates)
     try:
