@@ -19,7 +19,7 @@ calls during 128 MiB uploads on ours against the same on the floor (bench/stall.
     python -m bench.run --quick       # every scenario once, one stall round (~1 minute)
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
     python -m bench.run --scenarios none --no-scale --postgres-url URL   # ... on your database
-    python -m bench.run --scenarios none --no-scale --stall   # the stall part alone (~1.5 min)
+    python -m bench.run --scenarios none --no-scale --stall   # the stall part alone (~80 s)
 
 This module is the command line and the report files; the rest of the harness lives in
 bench/scenarios.py (what is measured), bench/targets.py (the servers as the driver sees them),
