@@ -78,7 +78,7 @@ _STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx
 _DATA = re.compile(r"^traffic: .* \((\d+)\) data", re.M)
 
 
-def _percentile(ordered: list[int], fraction: float) -> float:
+def percentile(ordered: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     if not ordered:
         return 0.0
@@ -102,9 +102,9 @@ def latency_from_log(*log_files: Path) -> dict[str, float]:
     if not micros:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
     return {
-        "p50": _percentile(micros, 0.50) / 1000,
-        "p90": _percentile(micros, 0.90) / 1000,
-        "p99": _percentile(micros, 0.99) / 1000,
+        "p50": percentile(micros, 0.50) / 1000,
+        "p90": percentile(micros, 0.90) / 1000,
+        "p99": percentile(micros, 0.99) / 1000,
         "max": micros[-1] / 1000,
         "mean": sum(micros) / len(micros) / 1000,
     }

@@ -1,7 +1,8 @@
 """The parts of a run, each a list of compared points: the floor against ours scenario by
 scenario (`run_main`), 1,000 against many files (`run_scale`), the floor against the SQLite floor
-(`run_sqlite_floor`), and PostgreSQL (`run_postgres`). Each starts its servers, sets them up,
-measures, reports every point on stderr as it is done, and stops them.
+(`run_sqlite_floor`), PostgreSQL (`run_postgres`), and small calls stalled by big uploads
+(`run_stall`, measured by bench/stall.py). Each starts its servers, sets them up, measures,
+reports every point on stderr as it is done, and stops them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from bench import workload
+from bench import stall, workload
 from bench.measurement import compare, idle_cpu
 from bench.processes import running, start_floor, start_http_floor, start_ours
 from bench.scenarios import BY_KEY, HEADLINE
@@ -155,6 +156,26 @@ async def _server_version(url: str) -> str:
         return str(await conn.fetchval("SHOW server_version"))
     finally:
         await conn.close()
+
+
+def run_stall(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    """Each stall case on the floor, ours on SQLite and ours on memory:, fresh every round."""
+    work = tmp / "stall"
+    work.mkdir()
+    # Not counted: the first round of a run, always the floor's, stalled its Gets 1.5-1.6 s in
+    # three runs of four, against 0.2-0.7 s in the rounds after it.
+    stall.measure(stall.CASES[0], "floor", settings.stall_bytes, work)
+    points = []
+    for case in stall.CASES:
+        point = stall.compare(case, settings.stall_bytes, settings.rounds, work)
+        points.append(point)
+        worst = ", ".join(
+            f"{side} {point[side]['worst_ms']:.0f}"
+            + (f" ({round(point['worst_over_floor_ms'][side]):+d})" if side != "floor" else "")
+            for side in point["sides"]
+        )
+        print(f"  {point['title']}: worst ms {worst}", file=sys.stderr, flush=True)
+    return points
 
 
 def _at_headline(

@@ -157,7 +157,7 @@ def start_ours(store_url: str, *args: str, name: str = "ours") -> ServerProcess:
         [
             sys.executable,
             "-m",
-            "server",
+            "files_api",
             "--grpc-listen",
             "127.0.0.1:0",
             "--http-listen",

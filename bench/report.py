@@ -46,6 +46,26 @@ def table(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stall_table(points: list[dict[str, Any]]) -> str:
+    """A Markdown table of the stall part: a row per case and side, medians over the rounds of
+    each round's worst call (with min-max) and p99, and ours minus the floor's worst."""
+    lines = [
+        "| case | server | worst ms | p99 ms | ours - floor worst ms | calls timed"
+        " | big calls s | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        for side in p["sides"]:
+            s, over = p[side], p["worst_over_floor_ms"].get(side)
+            lines.append(
+                f"| {p['title']} | {side}"
+                f" | {s['worst_ms']:.0f} ({s['worst_min_ms']:.0f}-{s['worst_max_ms']:.0f})"
+                f" | {s['p99_ms']:.1f} | {'' if over is None else f'{round(over):+d}'}"
+                f" | {s['calls']:.0f} | {s['big_seconds']:.2f} | {s['failures']} |"
+            )
+    return "\n".join(lines)
+
+
 def machine_text(report: dict[str, Any]) -> str:
     m, s = report["machine"], report["settings"]
     load = ", ".join(f"{x:.2f}" for x in m["loadavg_at_start"])
@@ -83,6 +103,8 @@ def report_text(report: dict[str, Any]) -> str:
             f"PostgreSQL {postgres['server_version']} ({postgres['cluster']}):\n\n"
             f"{table(postgres['floor_points'])}\n\n{table(postgres['replica_points'])}"
         )
+    if report.get("stall"):
+        parts.append(stall_table(report["stall"]))
     return "\n\n".join(parts)
 
 

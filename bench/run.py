@@ -11,18 +11,20 @@ by a look at the server's log: any failure makes the exit status 1. REST PATCH r
 over HTTP/1.1 against a bare aiohttp handler (bench/http_floor.py); `--postgres` adds Update and
 Get on a throwaway PostgreSQL cluster, against the floor and with one replica against two;
 `--sqlite-floor` runs Update and Get on the floor against the SQLite floor (bench/floor.py
---sqlite), the floor plus the least SQLite work a durable server does.
+--sqlite), the floor plus the least SQLite work a durable server does; `--stall` times small
+calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py).
 
-    python -m bench.run               # everything, with the scale runs (~13 minutes on 2 cores)
-    python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~7 minutes)
-    python -m bench.run --quick       # every scenario once, at the headline concurrency (~30 s)
+    python -m bench.run               # everything, with the scale runs (~14.5 minutes on 2 cores)
+    python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~8.5 minutes)
+    python -m bench.run --quick       # every scenario once, one stall round (~1 minute)
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
     python -m bench.run --scenarios none --no-scale --postgres-url URL   # ... on your database
+    python -m bench.run --scenarios none --no-scale --stall   # the stall part alone (~80 s)
 
 This module is the command line and the report files; the rest of the harness lives in
 bench/scenarios.py (what is measured), bench/targets.py (the servers as the driver sees them),
-bench/measurement.py (one point: h2load and its checks), bench/parts.py (the parts of a run) and
-bench/report.py (the tables and the machine).
+bench/measurement.py (one point: h2load and its checks), bench/parts.py (the parts of a run),
+bench/stall.py (the stall part's cases) and bench/report.py (the tables and the machine).
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import h2load
-from bench.parts import run_main, run_postgres, run_scale, run_sqlite_floor
+from bench.parts import run_main, run_postgres, run_scale, run_sqlite_floor, run_stall
 from bench.report import machine, machine_text, report_text
 from bench.scenarios import BY_KEY, HEADLINE, SWEEP, Settings
+from bench.stall import MIN_STALL_BYTES
 from bench.targets import PROBES
+from files_api.domain.limits import MAX_CONTENT_BYTES
 
 SCHEMA_VERSION = 1
 
@@ -93,7 +97,24 @@ def parse_args(argv: list[str]) -> Settings:
         help="Update and Get on the floor against the floor plus the least SQLite work"
         " (python -m bench.floor --sqlite; default: on in the full run only, as --postgres)",
     )
+    parser.add_argument(
+        "--stall",
+        action=argparse.BooleanOptionalAction,
+        help="how long Gets (Updates) of a small file stall during two 128 MiB Creates (a 128"
+        " MiB PDS completion), ours against the floor (bench/stall.py; default: on, one round"
+        " with --quick; off with --scenarios or --concurrency)",
+    )
+    parser.add_argument(
+        "--stall-bytes",
+        type=int,
+        default=MAX_CONTENT_BYTES,
+        metavar="N",
+        help=f"content of each big call in the stall part (default and most {MAX_CONTENT_BYTES});"
+        " less only to try the harness, as its test does",
+    )
     args = parser.parse_args(argv)
+    if not MIN_STALL_BYTES <= args.stall_bytes <= MAX_CONTENT_BYTES:
+        parser.error(f"--stall-bytes wants {MIN_STALL_BYTES}-{MAX_CONTENT_BYTES}")
     full_run = not (args.quick or args.scenarios or args.concurrency)
 
     scenarios = list(BY_KEY) if not args.scenarios else args.scenarios.split(",")
@@ -127,6 +148,9 @@ def parse_args(argv: list[str]) -> Settings:
         postgres=(full_run or bool(args.postgres_url)) if args.postgres is None else args.postgres,
         sqlite_floor=full_run if args.sqlite_floor is None else args.sqlite_floor,
         postgres_url=args.postgres_url,
+        # The stall part has no scenarios or concurrency of its own to choose.
+        stall=not (args.scenarios or args.concurrency) if args.stall is None else args.stall,
+        stall_bytes=args.stall_bytes,
     )
 
 
@@ -165,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": None,
         "sqlite_floor": None,
         "postgres": None,
+        "stall": None,
     }
     with tempfile.TemporaryDirectory(prefix="files-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -180,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         if settings.postgres:
             print("PostgreSQL: floor vs ours, then 1 vs 2 replicas:", file=sys.stderr)
             report["postgres"] = run_postgres(settings, tmp)
+        if settings.stall:
+            print("stall: small calls during big uploads, floor vs ours:", file=sys.stderr)
+            report["stall"] = run_stall(settings, tmp)
     report["duration_seconds"] = clock.seconds()
     report["machine"]["loadavg_at_end"] = os.getloadavg()
     postgres = report["postgres"] or {}
@@ -189,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         *(report["sqlite_floor"] or []),
         *postgres.get("floor_points", []),
         *postgres.get("replica_points", []),
+        *(report["stall"] or []),
     ]
     failures = sum(p[side]["failures"] for p in points for side in p["sides"])
     report["failures"] = failures

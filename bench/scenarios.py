@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from bench import workload
+from files_api.domain.limits import MAX_CONTENT_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,3 +116,5 @@ class Settings:
     postgres: bool
     sqlite_floor: bool
     postgres_url: str | None = None
+    stall: bool = False
+    stall_bytes: int = MAX_CONTENT_BYTES

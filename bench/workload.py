@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import struct
 
 from files_api_stubs.yandex.cloud.ai.common import common_pb2
@@ -80,6 +81,12 @@ def update_request(file_id: str) -> file_service_pb2.UpdateFileRequest:
     )
 
 
+def update_name_request(file_id: str, name: str) -> file_service_pb2.UpdateFileRequest:
+    return file_service_pb2.UpdateFileRequest(
+        file_id=file_id, update_mask=field_mask_pb2.FieldMask(paths=["name"]), name=name
+    )
+
+
 def update_label_request(file_id: str) -> file_service_pb2.UpdateFileRequest:
     return file_service_pb2.UpdateFileRequest(
         file_id=file_id,
@@ -114,3 +121,20 @@ def rest_update(file_id: str) -> RestCall:
         "description": "updated by the benchmark",
     }
     return RestCall("PATCH", f"/files/v1/files/{file_id}", json.dumps(body).encode())
+
+
+def json_array(size: int) -> bytes:
+    """`[1,1,...,1]` of exactly `size` bytes (at least 3), a newline last when `size` is even:
+    text that a server sniffing only the ends of big content should call application/json."""
+    if size < 3:
+        raise ValueError(f"a JSON array takes at least 3 bytes, not {size}")
+    if size % 2:
+        return b"[" + b"1," * ((size - 3) // 2) + b"1]"
+    return b"[" + b"1," * ((size - 4) // 2) + b"1]\n"
+
+
+def random_content(size: int) -> bytes:
+    """`size` bytes that look random, the same on every run: a fresh os.urandom could, once in
+    a few thousand runs, open with a file signature that makes them another type than
+    application/octet-stream."""
+    return random.Random(16).randbytes(size)

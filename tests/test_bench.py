@@ -26,7 +26,9 @@ from bench.processes import ServerProcess, running, start_floor
 from bench.run import parse_args
 from bench.scenarios import BY_KEY
 from bench.seed import seed
+from bench.stall import MIN_STALL_BYTES, file_problems
 from bench.targets import Replicas, Target
+from files_api.domain.limits import MAX_CONTENT_BYTES
 from files_api.store.sqlite import SqliteStore
 from tests.support import ROOT
 
@@ -195,6 +197,84 @@ def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
     assert f"PostgreSQL {postgres['server_version']} (given by --postgres-url)" in result.stdout
     assert "| scenario | conns x streams | 1 replica req/s | 2 replicas req/s |" in result.stdout
     assert "| **Get** | 16x8 |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "on"),
+    [
+        ([], True),
+        (["--quick"], True),
+        (["--scenarios", "get"], False),
+        (["--concurrency", "1x1"], False),
+        (["--scenarios", "none", "--stall"], True),
+        (["--quick", "--no-stall"], False),
+    ],
+)
+def test_the_stall_part_is_on_unless_scenarios_or_concurrency_are_chosen(
+    args: list[str], on: bool
+) -> None:
+    settings = parse_args(args)
+    assert settings.stall is on
+    assert settings.stall_bytes == MAX_CONTENT_BYTES
+
+
+@pytest.mark.parametrize("size", [MIN_STALL_BYTES - 1, MAX_CONTENT_BYTES + 1])
+def test_stall_bytes_stay_within_what_the_server_takes(size: int) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--stall-bytes", str(size)])
+
+
+def test_the_stall_part_times_small_calls_during_big_uploads(tmp_path: Path) -> None:
+    """1 MiB instead of 128 MiB: the harness and its checks, not the stall itself."""
+    result, report = short_run(
+        tmp_path, "--scenarios", "none", "--no-scale", "--stall", "--stall-bytes", str(2**20)
+    )
+    assert report["failures"] == 0
+    points = report["stall"]
+    assert [p["case"] for p in points] == ["get_json", "get_random", "update_pds"]
+    for point in points:
+        assert point["bytes"] == 2**20
+        assert point["sides"] == ["floor", "ours (SQLite)", "ours (memory)"]
+        for side in point["sides"]:
+            (run,) = point[side]["rounds"]
+            assert run["failures"] == 0 and run["problems"] == run["errors"] == []
+            assert run["calls"] > 0 and 0 < run["p50_ms"] <= run["p99_ms"] <= run["worst_ms"]
+            assert run["window_seconds"] >= run["big_seconds"] > 0
+        over = point["worst_over_floor_ms"]
+        assert over["ours (SQLite)"] == pytest.approx(
+            point["ours (SQLite)"]["worst_ms"] - point["floor"]["worst_ms"], abs=0.1
+        )
+    creates = points[0]["ours (memory)"]["rounds"][0]["big_calls"]
+    assert [(c["code"], c["mime_type"]) for c in creates] == [("OK", "application/json")] * 2
+    assert "| Get during 2 Creates of 1 MiB, a JSON array | ours (SQLite) |" in result.stdout
+    assert "| Update during a PDS completion of 1 MiB (floor: 1 Create) | floor |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("status", "file", "problem"),
+    [
+        (200, {"size": 4, "content_hash": "AB", "content_type": "text/plain"}, None),
+        (404, {"code": "NotFound.File"}, "HTTP 404"),
+        (200, {"size": 3, "content_hash": "AB", "content_type": "text/plain"}, "3 bytes"),
+        (200, {"size": 4, "content_hash": "CD", "content_type": "text/plain"}, "not the 4 sent"),
+        (200, {"size": 4, "content_hash": "AB", "content_type": "text/html"}, "not text/plain"),
+    ],
+)
+def test_a_big_file_must_hold_what_was_sent(
+    status: int, file: dict[str, Any], problem: str | None
+) -> None:
+    problems = file_problems(status, file, 4, "AB", "text/plain")
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+
+
+@pytest.mark.parametrize("size", [3, 4, 1001, 1024])
+def test_the_json_array_has_exactly_the_size_asked_for(size: int) -> None:
+    content = workload.json_array(size)
+    assert len(content) == size
+    assert set(json.loads(content)) == {1}
 
 
 def test_a_failed_call_is_http_200_to_h2load_but_carries_no_message(tmp_path: Path) -> None:
