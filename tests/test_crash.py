@@ -271,9 +271,12 @@ def check_sqlite(path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        # Content as chunk rows (content_id), or in `contents` for files stored before those.
         torn = conn.execute(
-            "SELECT count(*) FROM files LEFT JOIN contents ON contents.file_id = files.id"
-            " WHERE contents.data IS NULL OR length(contents.data) <> files.size"
+            "SELECT count(*) FROM files LEFT JOIN (SELECT content_id, sum(length(data)) AS n"
+            " FROM chunks GROUP BY content_id) c ON c.content_id = files.content_id"
+            " LEFT JOIN contents ON contents.file_id = files.id"
+            " WHERE coalesce(c.n, length(contents.data), -1) <> files.size"
         ).fetchone()
         assert torn == (0,)
 

@@ -17,15 +17,18 @@ from files_api.app import Server, Settings
 from files_api.store import (
     AuditEvent,
     FileRecord,
+    Naming,
     Upload,
     open_store,
     with_pool_size,
     without_password,
 )
-from files_api.store.postgres import CHUNK_BYTES
+from files_api.store.postgres import CHUNK_BYTES as PG_CHUNK_BYTES
 from files_api.store.rows import FIELDS, changed_columns, pending_migrations, record_row
+from files_api.store.sqlite import CHUNK_BYTES, STAGE_BYTES, STAGE_TTL_NS, SqliteStore
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
     from pathlib import Path
 
     from files_api.store import FileStore
@@ -79,7 +82,7 @@ async def test_round_trip_keeps_every_field(store: FileStore) -> None:
     assert await store.content(record().id, NOW) == b"hello"
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, 2 * CHUNK_BYTES + 7])
+@pytest.mark.parametrize("size", [0, 1, PG_CHUNK_BYTES - 1, PG_CHUNK_BYTES, 2 * PG_CHUNK_BYTES + 7])
 async def test_content_of_any_size_comes_back_whole(store: FileStore, size: int) -> None:
     content = (bytes(range(256)) * (size // 256 + 1))[:size]
     await store.create(record(size=size), content)
@@ -133,6 +136,66 @@ async def test_clear_drops_files_audit_and_uploads_and_keeps_the_secret(store: F
 async def test_signing_secret_is_made_once(store: FileStore) -> None:
     first = await store.signing_secret(lambda: b"first")
     assert await store.signing_secret(lambda: b"second") == first == b"first"
+
+
+@contextlib.asynccontextmanager
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "files.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def sqlite_rows(tmp_path: Path, query: str) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "files.db")) as conn:
+        return conn.execute(query).fetchall()
+
+
+async def test_sqlite_big_content_goes_in_a_group_at_a_time(tmp_path: Path) -> None:
+    # A 128 MiB completion once held SQLite's one writer for a whole second; now content of
+    # more than a group commit is staged ahead, and small writes go in between its groups.
+    big = bytes(range(256)) * (8 * STAGE_BYTES // 256)  # eight groups
+    async with sqlite_store(tmp_path) as store:
+        await store.create(record("small"), b"x")
+        creating = asyncio.create_task(store.create(record("big"), big))
+
+        async def staging_begun() -> None:
+            while not sqlite_rows(tmp_path, "SELECT 1 FROM staging"):
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(staging_begun(), timeout=10)
+        renamed = await store.update("small", NOW, lambda r: r._replace(name="renamed"))
+        assert renamed is not None and not creating.done()
+        await creating
+        assert await store.content("big", NOW) == big
+        chunks = 8 * STAGE_BYTES // CHUNK_BYTES + 1  # and the small file's one
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(chunks,)]
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
+        await store.delete("big", NOW)
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]  # small's
+
+
+async def test_sqlite_staged_content_no_file_took_is_dropped(tmp_path: Path) -> None:
+    big = b"z" * (STAGE_BYTES + 1)
+
+    def refuse(record: FileRecord, names: Mapping[str, str]) -> FileRecord:
+        raise ValueError("taken")
+
+    taken = Naming(lambda name: name, refuse)
+    async with sqlite_store(tmp_path) as store:
+        with pytest.raises(ValueError, match="taken"):
+            await store.create(record("refused"), big, naming=taken)
+        await store.create(record("other"), b"y")  # queued behind the drop
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
+        # What a crash leaves behind goes once it is older than STAGE_TTL_NS.
+        await store._stage("deadbeef", big, NOW)
+        await store.purge_expired(NOW + STAGE_TTL_NS - 1)
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(1,)]
+        await store.purge_expired(NOW + STAGE_TTL_NS)
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]
 
 
 async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:

@@ -12,12 +12,15 @@ mode no read waits behind a write.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
+import logging
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,13 +42,22 @@ if TYPE_CHECKING:
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Every table but meta (the signing secret), children first.
-_DATA_TABLES = ("upload_parts", "uploads", "audit", "contents", "files")
+_DATA_TABLES = ("upload_parts", "uploads", "audit", "staging", "chunks", "contents", "files")
 
 # The most content one group commit carries (one write alone may carry more).
 GROUP_BYTES = 8 * 1024 * 1024
+# Content is stored as rows of this size. Content of more than a group goes in ahead of its
+# file, a group per commit (see `_stage`): a small write waits for one group, never for 128 MiB.
+CHUNK_BYTES = 1024 * 1024
+STAGE_BYTES = GROUP_BYTES
+# Staged content that no file took within this long was left by a write that died halfway.
+STAGE_TTL_NS = 3600 * 10**9
 
 # Each entry brings the schema from version N to N+1 (PRAGMA user_version); never edit one
 # that has shipped, append a new one.
@@ -117,6 +129,22 @@ MIGRATIONS: list[Migration] = [
         # Completion reads the parts outside its write, then checks that none was put since.
         "ALTER TABLE uploads ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # Content as rows of CHUNK_BYTES under a content id of its own, so a big content can
+        # be written a group at a time before its file row names it. Files stored before keep
+        # theirs in `contents` (content_id ''), read as they were: the upgrade copies nothing.
+        """CREATE TABLE chunks (
+            content_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (content_id, seq)
+        )""",
+        "CREATE TABLE staging (content_id TEXT PRIMARY KEY, started_at_ns INTEGER NOT NULL)",
+        "ALTER TABLE files ADD COLUMN content_id TEXT NOT NULL DEFAULT ''",
+        """CREATE TRIGGER files_drop_chunks AFTER DELETE ON files BEGIN
+            DELETE FROM chunks WHERE content_id = old.content_id;
+        END""",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
@@ -155,11 +183,40 @@ def _settle_name(conn: sqlite3.Connection, record: FileRecord, naming: Naming | 
 
 
 def _insert(
-    conn: sqlite3.Connection, record: FileRecord, content: Content, audit: AuditEvent | None
+    conn: sqlite3.Connection,
+    record: FileRecord,
+    content: Content | _Staged,
+    audit: AuditEvent | None,
 ) -> None:
-    conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", tuple(record_row(record)))
-    conn.execute("INSERT INTO contents VALUES (?, ?)", (record.id, content))
+    """The file row, and its content: written here, or staged before and now taken."""
+    if isinstance(content, _Staged):
+        content_id = content.content_id
+        conn.execute("DELETE FROM staging WHERE content_id = ?", (content_id,))
+    else:
+        content_id = secrets.token_hex(10)
+        conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", _chunk_rows(content_id, content))
+    conn.execute(
+        f"INSERT INTO files ({COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
+        (*record_row(record), content_id),
+    )
     _insert_audit(conn, audit)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Staged:
+    """Content already written as chunks under `content_id`, waiting for its file row."""
+
+    content_id: str
+
+
+def _chunk_rows(
+    content_id: str, content: Content, first_seq: int = 0
+) -> Iterator[tuple[str, int, Content]]:
+    view = memoryview(content)
+    if not view:
+        yield content_id, first_seq, b""  # an empty content is one empty chunk, not none
+    for offset in range(0, len(view), CHUNK_BYTES):
+        yield content_id, first_seq + offset // CHUNK_BYTES, view[offset : offset + CHUNK_BYTES]
 
 
 def _backfill_hashes(conn: sqlite3.Connection) -> None:
@@ -205,6 +262,31 @@ def _pending_upload(
         (file_id, upload_id, now_ns),
     ).fetchone()
     return None if row is None else upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+
+
+def _size(content: Content | _Staged) -> int:
+    """The bytes a file's own write carries: none when its content was staged ahead."""
+    return 0 if isinstance(content, _Staged) else len(content)
+
+
+def _log_failed_drop(drop: asyncio.Future[None]) -> None:
+    if not drop.cancelled() and drop.exception() is not None:
+        log.warning("staged content not dropped (purge_expired will): %s", drop.exception())
+
+
+def _drop_part(file_id: str, number: int) -> Callable[[sqlite3.Connection], None]:
+    def drop(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM upload_parts WHERE file_id = ? AND number = ?", (file_id, number))
+
+    return drop
+
+
+def _drop_staged(content_id: str) -> Callable[[sqlite3.Connection], None]:
+    def drop(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM chunks WHERE content_id = ?", (content_id,))
+        conn.execute("DELETE FROM staging WHERE content_id = ?", (content_id,))
+
+    return drop
 
 
 _Queued = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
@@ -324,6 +406,11 @@ class SqliteStore:
         `size` (bytes of content written) keeps one group under GROUP_BYTES, so a burst of
         large uploads does not make every write in it wait for all of them.
         """
+        return await self._enqueue(work, size)
+
+    def _enqueue(self, work: Callable[[sqlite3.Connection], T], size: int = 0) -> asyncio.Future[T]:
+        """Queues `work` at once, behind every write queued before; its future resolves when
+        the group commit holding it is durable."""
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
@@ -333,7 +420,7 @@ class SqliteStore:
             start, self._flush_scheduled = not self._flush_scheduled, True
         if start:
             self._writer.submit(self._commit_pending, loop)
-        return await future
+        return future
 
     def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._queue_lock:
@@ -404,12 +491,58 @@ class SqliteStore:
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord:
-        def insert(conn: sqlite3.Connection) -> FileRecord:
-            settled = _settle_name(conn, record, naming)
-            _insert(conn, settled, content, audit)
-            return settled
 
-        return await self._write(insert, size=len(content))
+        async def write(written: Content | _Staged) -> FileRecord:
+            def insert(conn: sqlite3.Connection) -> FileRecord:
+                settled = _settle_name(conn, record, naming)
+                _insert(conn, settled, written, audit)
+                return settled
+
+            return await self._write(insert, size=_size(written))
+
+        return await self._written(content, record.created_at_ns, write)
+
+    async def _written(
+        self,
+        content: Content,
+        now_ns: int,
+        write: Callable[[Content | _Staged], Awaitable[R]],
+    ) -> R:
+        """`write(content)` with the content as the file's own write takes it: itself when one
+        group commit carries it, else staged ahead, a group per commit. Staged content that
+        `write` did not take (it raised, was cancelled or returned None) is dropped again;
+        what a crash leaves behind, `purge_expired` drops after STAGE_TTL_NS."""
+        if len(content) <= STAGE_BYTES:
+            return await write(content)
+        staged = _Staged(secrets.token_hex(10))
+        result: R | None = None
+        try:
+            await self._stage(staged.content_id, content, now_ns)
+            result = await write(staged)
+            return result
+        finally:
+            if result is None:
+                # Queued now, not awaited: the caller may be on its way out with a cancellation,
+                # and whatever it writes next is queued behind the drop.
+                drop = self._enqueue(_drop_staged(staged.content_id))
+                drop.add_done_callback(_log_failed_drop)
+
+    async def _stage(self, content_id: str, content: Content, now_ns: int) -> None:
+        """Writes the content as chunks, one group commit per STAGE_BYTES, each waiting for
+        the one before: writes queued meanwhile go between them."""
+        view = memoryview(content)
+        for offset in range(0, len(view), STAGE_BYTES):
+            group = view[offset : offset + STAGE_BYTES]
+
+            def put(
+                conn: sqlite3.Connection, group: memoryview = group, offset: int = offset
+            ) -> None:
+                if offset == 0:
+                    conn.execute("INSERT INTO staging VALUES (?, ?)", (content_id, now_ns))
+                rows = _chunk_rows(content_id, group, offset // CHUNK_BYTES)
+                conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", rows)
+
+            await self._write(put, size=len(group))
 
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         def select(conn: sqlite3.Connection) -> list[AuditEvent]:
@@ -525,16 +658,31 @@ class SqliteStore:
     ) -> FileRecord | None:
         file_id = upload.record.id
 
-        def finish(conn: sqlite3.Connection) -> FileRecord | None:
-            now = _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
-            if now is None or now.revision != upload.revision:
-                return None
-            settled = _settle_name(conn, record, naming)
-            _insert(conn, settled, content, audit)
-            conn.execute("DELETE FROM uploads WHERE file_id = ?", (file_id,))
-            return settled
+        async def write(written: Content | _Staged) -> FileRecord | None:
+            def finish(conn: sqlite3.Connection) -> FileRecord | None:
+                now = _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
+                if now is None or now.revision != upload.revision:
+                    return None
+                settled = _settle_name(conn, record, naming)
+                _insert(conn, settled, written, audit)
+                # No longer pending; its parts (as big as the file) go in a write of their own.
+                conn.execute("UPDATE uploads SET expires_at_ns = 0 WHERE file_id = ?", (file_id,))
+                return settled
 
-        return await self._write(finish, size=len(content))
+            return await self._write(finish, size=_size(written))
+
+        finished = await self._written(content, record.updated_at_ns, write)
+        if finished is not None:
+            # A part at a time: freeing (and, with secure_delete, zeroing) 128 MiB of pages
+            # in one write would hold up every other write as long as writing them did.
+            for number in range(1, upload.parts + 1):
+                await self._write(_drop_part(file_id, number))
+            await self._write(
+                lambda conn: conn.execute(
+                    "DELETE FROM uploads WHERE file_id = ? AND expires_at_ns = 0", (file_id,)
+                )
+            )
+        return finished
 
     async def delete(
         self,
@@ -578,12 +726,21 @@ class SqliteStore:
 
     async def content(self, file_id: str, now_ns: int) -> bytes | None:
         def select(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute(
-                "SELECT data FROM contents JOIN files ON files.id = contents.file_id"
-                " WHERE files.id = ? AND files.expires_at_ns > ?",
-                (file_id, now_ns),
-            ).fetchone()
-            return None if row is None else bytes(row[0])
+            conn.execute("BEGIN")  # one snapshot for the file row and its chunks
+            try:
+                row = conn.execute(
+                    "SELECT content_id FROM files WHERE id = ? AND expires_at_ns > ?",
+                    (file_id, now_ns),
+                ).fetchone()
+                if row is None:
+                    return None
+                if row[0] == "":  # stored before content had chunks
+                    query, key = "SELECT data FROM contents WHERE file_id = ?", file_id
+                else:
+                    query, key = "SELECT data FROM chunks WHERE content_id = ? ORDER BY seq", row[0]
+                return b"".join(data for (data,) in conn.execute(query, (key,)))
+            finally:
+                conn.execute("COMMIT")
 
         return await self._read(select)
 
@@ -597,6 +754,11 @@ class SqliteStore:
     async def purge_expired(self, now_ns: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             conn.execute("DELETE FROM uploads WHERE expires_at_ns <= ?", (now_ns,))
+            stale = conn.execute(
+                "SELECT content_id FROM staging WHERE started_at_ns <= ?", (now_ns - STAGE_TTL_NS,)
+            ).fetchall()
+            for (content_id,) in stale:
+                _drop_staged(content_id)(conn)
             return conn.execute("DELETE FROM files WHERE expires_at_ns <= ?", (now_ns,)).rowcount
 
         return await self._write(purge)
