@@ -34,6 +34,7 @@ import datetime
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -49,6 +50,8 @@ from files_api.signing import same
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+log = logging.getLogger(__name__)
 
 ALL_FOLDERS = "*"
 KEY_ID_DIGITS = 12
@@ -357,3 +360,58 @@ def revoke_key(path: Path, key_id: str) -> list[KeyEntry]:
             raise ValueError(f"cannot remove key {key_id!r} from {path}: {e}") from None
         _replace(path, changed)
     return removed
+
+
+# --- following the file in a running server ---------------------------------------------------
+
+
+class KeysFile:
+    """The keys file of a running server, and the Authenticator that follows it.
+
+    `poll()` (every second, from the server's loop) reloads the file when its inode, size or
+    modification time changed; `reload()` (SIGHUP) reloads it whatever they say, so an edit
+    that kept all three is applied too. A file that no longer loads is refused with one log
+    line and the last good keys stay in use, until the file changes again. A reload makes a
+    new KeyRing and swaps it into the Authenticator whole; calls already past authentication
+    finish as they started.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen = self._stamp()  # before reading: a change in between shows at the next poll
+        self._ring = KeyRing.load(path)
+        self.auth = Authenticator(self._ring)
+
+    def _stamp(self) -> object:
+        try:
+            found = os.stat(self.path)
+        except OSError as e:
+            return str(e)  # the same failure again is not news
+        return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
+    def poll(self) -> None:
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self._load(stamp, "after it changed")
+
+    def reload(self) -> None:
+        self._load(self._stamp(), "on SIGHUP")
+
+    def _load(self, stamp: object, why: str) -> None:
+        self._seen = stamp
+        old = self._ring
+        try:
+            new = KeyRing.load(self.path)
+        except ValueError as e:
+            log.error("%s; keeping the keys read before", e)
+            return
+        self._ring = self.auth.keys = new
+        before, after = {e.digest for e in old.entries}, {e.digest for e in new.entries}
+        log.info(
+            "reloaded the keys file %s %s: %d added, %d removed, %d in all",
+            self.path,
+            why,
+            len(after - before),
+            len(before - after),
+            len(new.entries),
+        )

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
+import signal
 import stat
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
+from files_api.app import KEYS_POLL_SECONDS
 from files_api.auth import Caller, KeyRing, add_key, revoke_key
 from files_api.errors import Unauthenticated
-from tests.support import run_server_command
+from tests.support import run_server_command, server_process, spawn, wait_serving
+from tests.test_workers import free_port
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    from tests.support import ServerProcess
 
 SALT = "00ff"
 # An id is the first 12 hex digits of the stored hash.
@@ -141,7 +156,7 @@ def test_revoke_keeps_every_other_line(tmp_path: Path, text: str, key_id: str, a
 
 
 # (the file, the id, what the one line on stderr says after "cannot revoke the key: ")
-REFUSED = [
+CANNOT_REVOKE = [
     (HEAD + A + B, "abcdefabcdef", "no key with id 'abcdefabcdef' in {path} (see keys list)"),
     (
         HEAD + A + A.replace("aa" * 32, "aa" * 6 + "bb" * 26),
@@ -162,7 +177,7 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("text", "key_id", "error"), REFUSED)
+@pytest.mark.parametrize(("text", "key_id", "error"), CANNOT_REVOKE)
 def test_a_revoke_that_cannot_be_done_exits_1_and_leaves_the_file_byte_for_byte(
     tmp_path: Path, text: str, key_id: str, error: str
 ) -> None:
@@ -279,3 +294,244 @@ def test_adds_and_revokes_at_once_lose_nothing(tmp_path: Path) -> None:
     for key in first:
         with pytest.raises(Unauthenticated):
             ring.authenticate(f"Api-Key {key}")
+
+
+# --- a running server -------------------------------------------------------------------------
+
+# The bound the server promises for a changed file without a signal.
+RELOAD_SECONDS = 5.0
+ACCEPTED = {"grpc": "OK", "rest": 200, "pds": 200}
+REFUSED = {"grpc": "UNAUTHENTICATED", "rest": 401, "pds": 401}
+
+
+def _http_status(request: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        e.close()
+        return e.code
+
+
+def answers(grpc_address: str, http_address: str, key: str) -> dict[str, object]:
+    """What each face answers a List of folder f with this key, each on a new connection:
+    gRPC's status code, REST's and PDS's HTTP status."""
+    authorization = f"Bearer {key}"
+    # A channel of its own: with --workers, each connection may reach another worker.
+    with grpc.insecure_channel(
+        grpc_address, options=[("grpc.use_local_subchannel_pool", 1)]
+    ) as channel:
+        stub = file_service_pb2_grpc.FileServiceStub(channel)
+        try:
+            stub.List(
+                fs.ListFilesRequest(folder_id="f"),
+                metadata=(("authorization", authorization),),
+                timeout=10,
+            )
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            code = e.code()
+    rest = urllib.request.Request(
+        f"http://{http_address}/files/v1/files?folderId=f",
+        headers={"Authorization": authorization},
+    )
+    pds = urllib.request.Request(
+        f"http://{http_address}/v2/file/list",
+        data=b'{"drive_id": "f"}',
+        headers={"Authorization": authorization, "Content-Type": "application/json"},
+        method="POST",
+    )
+    return {"grpc": code.name, "rest": _http_status(rest), "pds": _http_status(pds)}
+
+
+def on(server: ServerProcess, key: str) -> dict[str, object]:
+    return answers(server.grpc_address, server.http_address, key)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Waits until `condition` holds, at most `seconds`: the one bound these tests time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds:g} s: {what}")
+        time.sleep(0.05)
+
+
+def lines_with(log: list[str], text: str) -> list[str]:
+    return [line for line in list(log) if text in line]
+
+
+def put(path: Path, text: str) -> None:
+    """Replaces the file whole, so a poll never reads it half-written."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+@contextlib.contextmanager
+def frozen(*pids: int) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) meanwhile, so no poll of theirs sees a half-done edit."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def unseen_revoke(path: Path, key: str) -> None:
+    """Replaces the key's hash in place by one no key has, keeping the file's inode, size and
+    modification time: a change the poll cannot see, applied only by SIGHUP (as after an
+    editor that keeps the time, or two writes within one tick of the clock)."""
+    ring = KeyRing.load(path)
+    entry = ring.entry_of(key)
+    assert entry is not None
+    before = path.stat()
+    digest = entry.digest.hex()
+    text = path.read_text().replace(digest, digest[::-1])
+    with path.open("r+") as file:
+        file.write(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A file with a key in the old format (no `added`) and two `keys add` wrote."""
+    path = tmp_path / "keys.toml"
+    path.write_text(f'salt = "{SALT}"\n' + old_entry("old-key", folders='["*"]'))
+    made = {"old": "old-key"}
+    for subject in ("alice", "bob"):
+        made[subject] = add_key(path, subject, ["f"])
+    return path, made
+
+
+def test_a_running_server_refuses_a_revoked_key_within_seconds_and_at_once_on_sighup(
+    keys_file: tuple[Path, dict[str, str]],
+) -> None:
+    path, made = keys_file
+    with server_process("--store", "memory:", "--auth-keys", str(path)) as server:
+        for key in made.values():
+            assert on(server, key) == ACCEPTED
+
+        # No signal: the poll finds the new file.
+        [alice] = [e for e in KeyRing.load(path).entries if e.caller.subject == "alice"]
+        deadline = time.monotonic() + RELOAD_SECONDS
+        revoke_key(path, alice.key_id)
+        wait_for(lambda: on(server, made["alice"]) == REFUSED, RELOAD_SECONDS, "alice refused")
+        assert time.monotonic() < deadline
+        assert on(server, made["bob"]) == on(server, made["old"]) == ACCEPTED
+        [line] = lines_with(server.log, "reloaded the keys file")
+        assert f"reloaded the keys file {path} after it changed: 0 added, 1 removed, 2 in all" in (
+            line
+        )
+
+        # A change the poll cannot see is applied by SIGHUP, before the next call.
+        with frozen(server.process.pid):
+            unseen_revoke(path, made["bob"])
+        assert on(server, made["bob"]) == ACCEPTED
+        server.process.send_signal(signal.SIGHUP)
+        sighup = f"reloaded the keys file {path} on SIGHUP: 1 added, 1 removed, 2 in all"
+        wait_for(lambda: bool(lines_with(server.log, sighup)), RELOAD_SECONDS, sighup)
+        assert on(server, made["bob"]) == REFUSED
+        assert on(server, made["old"]) == ACCEPTED
+        assert server.process.poll() is None
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_broken_or_missing_keys_file_is_one_log_line_and_the_last_good_keys_stay(
+    keys_file: tuple[Path, dict[str, str]],
+) -> None:
+    path, made = keys_file
+    good = path.read_text()
+    refused = f"ERROR files_api.auth: cannot read the keys file {path}: "
+
+    def refused_once(server: ServerProcess, problem: str, working: list[str]) -> None:
+        """One line says the file was refused, while the server polls it again and again and
+        the keys it read before go on working."""
+        wait_for(lambda: bool(lines_with(server.log, refused)), RELOAD_SECONDS, refused)
+        steady = time.monotonic() + 2.5 * KEYS_POLL_SECONDS
+        while time.monotonic() < steady:
+            for key in working:
+                assert on(server, made[key]) == ACCEPTED
+        [line] = lines_with(server.log, refused)
+        assert problem in line
+        assert line.rstrip().endswith("; keeping the keys read before")
+        server.log[:] = []
+
+    with server_process("--store", "memory:", "--auth-keys", str(path)) as server:
+        put(path, good + "[[key]\n")
+        refused_once(server, "Expected ']]' at the end of an array declaration", ["alice", "old"])
+        # Mended, and alice revoked meanwhile: picked up like any change.
+        put(path, good)
+        revoke_key(path, KeyRing.load(path).entries[1].key_id)
+        wait_for(lambda: on(server, made["alice"]) == REFUSED, RELOAD_SECONDS, "alice refused")
+        assert on(server, made["bob"]) == on(server, made["old"]) == ACCEPTED
+        assert lines_with(server.log, "after it changed: 0 added, 1 removed, 2 in all")
+
+        path.unlink()
+        refused_once(server, "No such file or directory", ["bob", "old"])
+        put(path, good)
+        wait_for(lambda: on(server, made["alice"]) == ACCEPTED, RELOAD_SECONDS, "alice back")
+    assert "Traceback" not in server.log_text()
+
+
+def test_sighup_without_a_keys_file_is_only_logged() -> None:
+    """SIGHUP used to end the server; now it means "reload", and there is nothing to reload."""
+    with server_process("--store", "memory:") as server:
+        server.process.send_signal(signal.SIGHUP)
+        said = "SIGHUP: no keys file to reload"
+        wait_for(lambda: bool(lines_with(server.log, said)), RELOAD_SECONDS, said)
+        wait_serving(server.grpc_address)
+        assert on(server, "anything") == ACCEPTED
+
+
+def test_every_worker_follows_the_keys_file_and_hears_sighup(
+    keys_file: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Each worker polls the file on its own; a SIGHUP to the parent reaches every one, even
+    while they are still starting (a worker inherits it ignored until it can reload)."""
+    path, made = keys_file
+    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "files_api", "--workers", "2", "--auth-keys", str(path)]
+    command += ["--grpc-listen", grpc_address, "--http-listen", http_address]
+    command += ["--store", f"sqlite:///{tmp_path / 'files.db'}"]
+    started = re.compile(r"started 2 workers: (\d+), (\d+)")
+    with spawn(command, started) as (process, match, log):
+        process.send_signal(signal.SIGHUP)  # the workers are still importing
+        pids = (int(match[1]), int(match[2]))
+        wait_serving(grpc_address)
+        serving = "serving gRPC"
+        wait_for(lambda: len(lines_with(log, serving)) == 2, RELOAD_SECONDS, "both serving")
+
+        def each_worker(text: str) -> Callable[[], bool]:
+            return lambda: {f"[{pid}]: {text}" in "".join(log) for pid in pids} == {True}
+
+        def refused_everywhere(key: str) -> None:
+            for _ in range(8):  # new connections, spread over the workers by the kernel
+                assert answers(grpc_address, http_address, key) == REFUSED
+
+        [alice] = [e for e in KeyRing.load(path).entries if e.caller.subject == "alice"]
+        revoke_key(path, alice.key_id)
+        polled = f"reloaded the keys file {path} after it changed: 0 added, 1 removed"
+        wait_for(each_worker(polled), RELOAD_SECONDS, f"every worker: {polled}")
+        refused_everywhere(made["alice"])
+
+        with frozen(*pids):
+            unseen_revoke(path, made["bob"])
+        process.send_signal(signal.SIGHUP)
+        sighup = f"reloaded the keys file {path} on SIGHUP: 1 added, 1 removed"
+        wait_for(each_worker(sighup), RELOAD_SECONDS, f"every worker: {sighup}")
+        refused_everywhere(made["bob"])
+        assert answers(grpc_address, http_address, made["old"]) == ACCEPTED
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    text = "".join(log)
+    assert "stopped 2 workers (exit codes [0, 0])" in text
+    assert "Traceback" not in text
