@@ -33,7 +33,6 @@ import dataclasses
 import datetime
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import re
@@ -278,11 +277,18 @@ def _replace(path: Path, text: str) -> None:
         os.close(directory)
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string. Not json.dumps: JSON writes a character beyond the BMP as two
+    escaped surrogates, which TOML refuses, and leaves DEL bare, which TOML also refuses."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda c: f"\\u{ord(c[0]):04x}", escaped) + '"'
+
+
 def _entry_text(subject: str, folders: list[str], added: datetime.datetime, digest: bytes) -> str:
-    # JSON string escapes are valid TOML basic-string escapes; a bare time is TOML's own type.
+    # A bare time is TOML's own offset date-time.
     return (
-        f"\n[[key]]\nsubject = {json.dumps(subject)}\n"
-        f"folders = [{', '.join(json.dumps(f) for f in folders)}]\n"
+        f"\n[[key]]\nsubject = {_toml_string(subject)}\n"
+        f"folders = [{', '.join(_toml_string(f) for f in folders)}]\n"
         f"added = {added.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
         f'sha256 = "{digest.hex()}"\n'
     )
@@ -302,7 +308,9 @@ def add_key(path: Path, subject: str, folders: list[str]) -> str:
             text = f'{_NEW_FILE}salt = "{salt.hex()}"\n'
         key = secrets.token_urlsafe(32)
         added = datetime.datetime.now(datetime.UTC)
-        _replace(path, text + _entry_text(subject, folders, added, _digest(salt, key)))
+        text += _entry_text(subject, folders, added, _digest(salt, key))
+        _parse(text)  # what is written must read back, or no later command could use the file
+        _replace(path, text)
     return key
 
 

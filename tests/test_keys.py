@@ -535,3 +535,20 @@ def test_every_worker_follows_the_keys_file_and_hears_sighup(
     text = "".join(log)
     assert "stopped 2 workers (exit codes [0, 0])" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    "subject", ["ops \N{GRINNING FACE}", 'a "quoted" \\ name', "tab\tand\nnewline", "del\x7f"]
+)
+def test_any_subject_and_folder_reads_back(tmp_path: Path, subject: str) -> None:
+    """A subject once written as JSON (a character beyond the BMP as two escaped surrogates,
+    DEL bare) broke the file for every later command and for the server."""
+    path = tmp_path / "keys.toml"
+    key = add_key(path, subject, [subject, "f"])
+    add_key(path, "next", ["f"])
+    assert KeyRing.load(path).authenticate(f"Api-Key {key}") == Caller(
+        subject, frozenset({subject, "f"})
+    )
+    code, listed, _ = keys("list", path=path)
+    assert code == 0
+    assert len(listed.splitlines()) == 2
