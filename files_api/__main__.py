@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
+import json
 import logging
 import os
 import sys
@@ -21,7 +23,7 @@ from typing import Any, NoReturn
 from google.protobuf import timestamp_pb2
 
 from files_api.app import Settings, serve, serve_workers
-from files_api.auth import add_key
+from files_api.auth import ALL_FOLDERS, KeyEntry, KeyRing, add_key, revoke_key
 from files_api.store import AuditEvent, open_store
 
 # (flag, environment variable, Settings field, type, metavar, help)
@@ -99,26 +101,78 @@ def parse_args(argv: list[str]) -> Settings:
 
 
 def keys_command(argv: list[str]) -> None:
-    """`files-api keys add --subject S --folders f1,f2`: prints a new key once."""
+    """`files-api keys add|list|revoke`: keys are printed once, when made; ids from then on."""
     parser = _Parser(prog=f"{PROG} keys")
-    actions = parser.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="make a key for a subject and append its hash")
-    add.add_argument("--subject", required=True, help="who the key belongs to")
-    add.add_argument(
-        "--folders", required=True, help="comma-separated folder ids the key may use, or '*'"
-    )
-    add.add_argument(
+    keys_file = _Parser(add_help=False)
+    keys_file.add_argument(
         "--file",
         default=os.environ.get("FILES_AUTH_KEYS", "data/keys.toml"),
         help="the keys file (FILES_AUTH_KEYS; default %(default)s)",
     )
+    actions = parser.add_subparsers(dest="action", required=True)
+    add = actions.add_parser(
+        "add", parents=[keys_file], help="make a key for a subject and add its hash"
+    )
+    add.add_argument("--subject", required=True, help="who the key belongs to")
+    add.add_argument(
+        "--folders", required=True, help="comma-separated folder ids the key may use, or '*'"
+    )
+    actions.add_parser(
+        "list", parents=[keys_file], help="one line per key: id, when added, subject, folders"
+    )
+    revoke = actions.add_parser(
+        "revoke", parents=[keys_file], help="remove a key; servers using the file drop it too"
+    )
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id, as `keys list` shows it")
     args = parser.parse_args(argv)
-    try:
-        key = add_key(Path(args.file), args.subject, args.folders.split(","))
-    except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"cannot add the key: {e}")
-    print(key)
-    print(f"added for {args.subject} to {args.file}; this key is shown only now", file=sys.stderr)
+    path = Path(args.file)
+    if args.action == "add":
+        try:
+            key = add_key(path, args.subject, args.folders.split(","))
+            entry = KeyRing.load(path).entry_of(key)
+        except (OSError, ValueError) as e:
+            sys.exit(f"cannot add the key: {e}")
+        print(key)
+        key_id = entry.key_id if entry else "?"
+        print(
+            f"added key {key_id} for {args.subject} to {args.file}; this key is shown only now",
+            file=sys.stderr,
+        )
+    elif args.action == "list":
+        try:
+            entries = KeyRing.load(path).entries
+        except ValueError as e:
+            sys.exit(f"cannot list the keys: {e}")
+        for line in key_lines(entries):
+            print(line)
+    else:
+        try:
+            removed = revoke_key(path, args.key_id)
+        except (OSError, ValueError) as e:
+            sys.exit(f"cannot revoke the key: {e}")
+        print(
+            f"revoked key {removed[0].key_id} of {removed[0].caller.subject} in {args.file};"
+            " servers using this file refuse it within seconds",
+            file=sys.stderr,
+        )
+
+
+def key_lines(entries: tuple[KeyEntry, ...]) -> list[str]:
+    """`keys list`: id, time added (UTC), subject, folders, in columns; never a key or a hash."""
+
+    def shown(text: str) -> str:  # one line per key, whatever a hand-written subject holds
+        return text if text.isprintable() else json.dumps(text)
+
+    rows = []
+    for entry in entries:
+        added = "unknown"
+        if entry.added is not None:
+            added = entry.added.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+        folders = entry.caller.folders
+        where = ALL_FOLDERS if folders is None else ",".join(shown(f) for f in sorted(folders))
+        rows.append((entry.key_id, added, shown(entry.caller.subject), where))
+    width = max((len(row[2]) for row in rows), default=0)
+    return [f"{i}  {added:<20}  {subject:<{width}}  {where}" for i, added, subject, where in rows]
 
 
 def audit_command(argv: list[str]) -> None:

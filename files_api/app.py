@@ -17,13 +17,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 
-from files_api.auth import Authenticator, KeyRing
+from files_api.auth import Authenticator, KeysFile
 from files_api.domain import Core, Drive, Files
 from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
 from files_api.grpc_api import (
@@ -41,6 +42,10 @@ from files_api.rest import ServicerInvoker, rest_handler
 from files_api.store import open_store, with_pool_size, without_password
 from files_api.transcoder import routes_for
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from multiprocessing.process import BaseProcess
+
 log = logging.getLogger("files_api")
 
 # Room for the other fields of a CreateFileRequest next to the largest content.
@@ -50,6 +55,10 @@ MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES + 1024 * 1024
 # `Settings.drain_quiet_seconds` (DRAIN_MAX_SECONDS at most, within the grace period); see
 # ShutdownGate.
 DRAIN_MAX_SECONDS = 1.0
+
+# How often a running server looks at its keys file's inode, size and modification time: a
+# revoked key is refused within about this long without a signal (SIGHUP applies it at once).
+KEYS_POLL_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +185,8 @@ class Server:
         self._health: Health | None = None
         self._http: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._keys_file: KeysFile | None = None
+        self._keys_watcher: asyncio.Task[None] | None = None
         self._gate = ShutdownGate()
 
     @property
@@ -247,6 +258,8 @@ class Server:
         await self._grpc.start()
         await set_serving(self._health, True)
         self.start_sweeper(settings.sweep_interval_seconds)
+        if self._keys_file is not None:
+            self._keys_watcher = asyncio.create_task(self._watch_keys(self._keys_file))
         log.info(
             "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
             split_host_port(settings.grpc_listen)[0],
@@ -266,7 +279,8 @@ class Server:
     def _authenticator(self) -> Authenticator:
         settings = self.settings
         if settings.auth_keys:
-            return Authenticator(KeyRing.load(Path(settings.auth_keys)))
+            self._keys_file = KeysFile(Path(settings.auth_keys))
+            return self._keys_file.auth
         exposed = [
             a
             for a in (settings.grpc_listen, settings.http_listen)
@@ -279,6 +293,21 @@ class Server:
                 " (pass --allow-anonymous if that is what you want)"
             )
         return Authenticator(None)
+
+    def reload_keys(self) -> None:
+        """SIGHUP: reads the keys file again now, whether or not it looks changed."""
+        if self._keys_file is None:
+            log.info("SIGHUP: no keys file to reload (the server runs without --auth-keys)")
+        else:
+            self._keys_file.reload()
+
+    async def _watch_keys(self, keys_file: KeysFile) -> None:
+        while True:
+            await asyncio.sleep(KEYS_POLL_SECONDS)
+            try:
+                keys_file.poll()
+            except Exception:
+                log.exception("checking the keys file failed; trying again next time")
 
     async def _sweep_forever(self, interval_seconds: float) -> None:
         while True:
@@ -301,10 +330,11 @@ class Server:
         stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
         if self._health is not None:
             await set_serving(self._health, False)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._keys_watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._grpc is not None:
             await self._refuse_backlog(stop_by)
             await self._grpc.stop(max(stop_by - time.monotonic(), 0.0))
@@ -340,7 +370,7 @@ def tune_gc() -> None:
 
 
 async def serve(settings: Settings) -> None:
-    """Runs until SIGINT or SIGTERM."""
+    """Runs until SIGINT or SIGTERM; SIGHUP reloads the keys file."""
     server = Server(settings)
     await server.start()
     tune_gc()
@@ -348,6 +378,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_keys)
     await stopping.wait()
     log.info("shutting down")
     await server.stop()
@@ -357,6 +388,9 @@ async def serve(settings: Settings) -> None:
 def serve_workers(settings: Settings) -> int:
     """`--workers N`: N server processes sharing both ports (SO_REUSEPORT; the kernel spreads
     connections) and one store. Returns the exit code: 0 after SIGINT/SIGTERM stopped them all.
+
+    Each worker follows the keys file on its own (it polls, as a lone server does); a SIGHUP
+    to this process is passed on to every worker.
     """
     if settings.workers < 2:
         raise ValueError("serve_workers wants two workers or more")
@@ -373,8 +407,13 @@ def serve_workers(settings: Settings) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
+    # A worker inherits SIGHUP ignored (ignored signals survive exec) until its loop takes it
+    # as a reload: passed on earlier, it would kill the worker. A file changed meanwhile is
+    # read at the worker's start or at its first poll.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     for worker in workers:
         worker.start()
+    signal.signal(signal.SIGHUP, lambda *_: _pass_on(signal.SIGHUP, workers))
     log.info("started %d workers: %s", len(workers), ", ".join(str(w.pid) for w in workers))
     while not stopping.wait(0.2):
         if any(not w.is_alive() for w in workers):
@@ -388,6 +427,13 @@ def serve_workers(settings: Settings) -> int:
     codes = [w.exitcode for w in workers]
     log.info("stopped %d workers (exit codes %s)", len(workers), codes)
     return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1
+
+
+def _pass_on(sig: signal.Signals, workers: Sequence[BaseProcess]) -> None:
+    for worker in workers:
+        if worker.pid is not None and worker.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, sig)
 
 
 def _worker(settings: Settings) -> None:

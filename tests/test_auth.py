@@ -86,6 +86,13 @@ MALFORMED = [
     (SALT + key_entry(sha256="'zz'"), "[[key]] #1 (subject 'a'): 'sha256'"),
     (SALT + key_entry(sha256="'abcd'"), "[[key]] #1 (subject 'a'): 'sha256'"),
     (SALT + key_entry(folder="['f']"), "[[key]] #1 (subject 'a'): unknown field 'folder'"),
+    (
+        SALT + key_entry(added="'2026-11-23T17:25:47Z'"),
+        "[[key]] #1 (subject 'a'): 'added' must be a time with its offset, unquoted:"
+        " 2026-11-23T17:25:47Z, got '2026-11-23T17:25:47Z'",
+    ),
+    (SALT + key_entry(added="2026-11-23T17:25:47"), "'added' must be a time with its offset"),
+    (SALT + key_entry(added="2026-11-23"), "'added' must be a time with its offset"),
     (SALT + "key = 'a'\n", "'key' must be [[key]] tables"),
     (SALT + "[[key]\n", "(at line 2"),
     (key_entry(), "'salt' must be a non-empty hex string, got None"),
