@@ -198,6 +198,32 @@ async def test_sqlite_staged_content_no_file_took_is_dropped(tmp_path: Path) -> 
         assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]
 
 
+async def test_sqlite_a_big_completion_goes_in_groups_and_frees_its_parts(tmp_path: Path) -> None:
+    parts = [bytes([n]) * STAGE_BYTES for n in range(4)]
+    async with sqlite_store(tmp_path) as store:
+        await store.create(record("small"), b"x")
+        await store.stage(Upload(record("up", size=0), "u1", len(parts), NOW + 10**12, "ignore"))
+        for number, part in enumerate(parts, start=1):
+            await store.put_part("up", "u1", number, part, now_ns=NOW, check=lambda _: None)
+        pending = await store.pending_upload("up", "u1", NOW)
+        assert pending is not None
+        upload, read = pending
+        done = upload.record._replace(size=4 * STAGE_BYTES, updated_at_ns=NOW)
+        finishing = asyncio.create_task(store.finish_upload(upload, done, b"".join(read)))
+
+        async def staging_begun() -> None:
+            while not sqlite_rows(tmp_path, "SELECT 1 FROM staging"):
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(staging_begun(), timeout=10)
+        renamed = await store.update("small", NOW, lambda r: r._replace(name="renamed"))
+        assert renamed is not None and not finishing.done()
+        assert await finishing == done
+        assert await store.content("up", NOW) == b"".join(parts)
+        for table in ("staging", "uploads", "upload_parts"):
+            assert sqlite_rows(tmp_path, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+
 async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nested' / 'files.db'}"
     first = open_store(url)
