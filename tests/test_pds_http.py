@@ -415,7 +415,8 @@ async def test_yandex_face_takes_the_policy_as_an_extension(running: Running) ->
             fs.CreateFileRequest(folder_id="f", name="a.txt", content=b"2"), metadata=refuse
         )
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    details = dict(e.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    # Pairs, not dict(metadata): grpcio before 1.75 hands dict() whole pairs as keys.
+    details = dict(iter(e.value.trailing_metadata() or ()))["grpc-status-details-bin"]
     status = status_pb2.Status.FromString(details)
     info = error_details_pb2.ResourceInfo()
     assert status.details[0].Unpack(info)

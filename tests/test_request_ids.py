@@ -42,7 +42,7 @@ async def _update_three_ways(running: Running, file_id: str, sent: str | None) -
             metadata=tuple(headers.items()),
         )
         await call
-        trailer = dict(await call.trailing_metadata())["x-request-id"]
+        trailer = dict(iter(await call.trailing_metadata()))["x-request-id"]
         assert isinstance(trailer, str)
         answered.append(trailer)
     base = f"http://127.0.0.1:{running.server.http_port}"
