@@ -153,6 +153,11 @@ def sqlite_rows(tmp_path: Path, query: str) -> list[tuple[Any, ...]]:
         return conn.execute(query).fetchall()
 
 
+async def staging_begun(tmp_path: Path) -> None:
+    while not sqlite_rows(tmp_path, "SELECT 1 FROM staging"):
+        await asyncio.sleep(0.001)
+
+
 async def test_sqlite_big_content_goes_in_a_group_at_a_time(tmp_path: Path) -> None:
     # A 128 MiB completion once held SQLite's one writer for a whole second; now content of
     # more than a group commit is staged ahead, and small writes go in between its groups.
@@ -160,12 +165,7 @@ async def test_sqlite_big_content_goes_in_a_group_at_a_time(tmp_path: Path) -> N
     async with sqlite_store(tmp_path) as store:
         await store.create(record("small"), b"x")
         creating = asyncio.create_task(store.create(record("big"), big))
-
-        async def staging_begun() -> None:
-            while not sqlite_rows(tmp_path, "SELECT 1 FROM staging"):
-                await asyncio.sleep(0.001)
-
-        await asyncio.wait_for(staging_begun(), timeout=10)
+        await asyncio.wait_for(staging_begun(tmp_path), timeout=10)
         renamed = await store.update("small", NOW, lambda r: r._replace(name="renamed"))
         assert renamed is not None and not creating.done()
         await creating
@@ -210,12 +210,7 @@ async def test_sqlite_a_big_completion_goes_in_groups_and_frees_its_parts(tmp_pa
         upload, read = pending
         done = upload.record._replace(size=4 * STAGE_BYTES, updated_at_ns=NOW)
         finishing = asyncio.create_task(store.finish_upload(upload, done, b"".join(read)))
-
-        async def staging_begun() -> None:
-            while not sqlite_rows(tmp_path, "SELECT 1 FROM staging"):
-                await asyncio.sleep(0.001)
-
-        await asyncio.wait_for(staging_begun(), timeout=10)
+        await asyncio.wait_for(staging_begun(tmp_path), timeout=10)
         renamed = await store.update("small", NOW, lambda r: r._replace(name="renamed"))
         assert renamed is not None and not finishing.done()
         assert await finishing == done
