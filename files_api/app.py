@@ -23,6 +23,7 @@ import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
+from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio ships no types for it
 
 from files_api.auth import Authenticator, KeysFile
 from files_api.domain import Core, Drive, Files
@@ -158,7 +159,8 @@ class _SpuriousPollerWakeup(logging.Filter):
 def _quiet_client_faults() -> None:
     for name, kinds in (
         ("aiohttp.server", (HttpProcessingError,)),
-        ("grpc._cython.cygrpc", (UnicodeDecodeError,)),
+        # ExecuteBatchError: the client went away (cancelled, reset) before its answer went out.
+        ("grpc._cython.cygrpc", (UnicodeDecodeError, cygrpc.ExecuteBatchError)),
     ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _ClientFault) for f in logger.filters):

@@ -17,6 +17,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
+from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio ships no types for it
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
@@ -338,3 +339,19 @@ def test_grpcs_spurious_poller_wakeups_are_not_logged(caplog: pytest.LogCaptureF
         elsewhere = BlockingIOError(11, "Resource temporarily unavailable")
         loop_log.error("Exception in callback other()", exc_info=elsewhere)
     assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [OSError, BlockingIOError]
+
+
+def test_a_client_gone_before_its_answer_is_one_warning_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # grpcio logs ExecuteBatchError with a traceback when a client cancelled or reset its call
+    # just before the answer went out: the client's doing, not the server's.
+    files_api.app._quiet_client_faults()
+    gone = cygrpc.ExecuteBatchError('Failed "execute_batch"')
+    with caplog.at_level(logging.WARNING, logger="grpc._cython.cygrpc"):
+        logging.getLogger("grpc._cython.cygrpc").error(
+            "ExecuteBatchError raised in core by servicer method [/x/Update]", exc_info=gone
+        )
+    (record,) = caplog.records
+    assert (record.levelname, record.exc_info) == ("WARNING", None)
+    assert 'Failed "execute_batch"' in record.getMessage()
