@@ -34,6 +34,7 @@ from files_api.grpc_api import (
     add_services,
     set_serving,
 )
+from files_api.health_http import health_routes
 from files_api.http_api import MAX_BODY_BYTES, make_app
 from files_api.openapi import openapi_document
 from files_api.pds import Pds
@@ -226,7 +227,8 @@ class Server:
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
         pds = Pds(self.drive, auth, lambda: self.http_base_url)
-        app = make_app(self.drive.uploads, rest, openapi_document(routes), pds.routes())
+        health = health_routes(self.core.store, lambda: self._gate.closed)
+        app = make_app(self.drive.uploads, rest, openapi_document(routes), pds.routes(), health)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)

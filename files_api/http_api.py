@@ -65,11 +65,13 @@ def make_app(
     rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
     openapi: dict[str, Any] | None = None,
     pds: Sequence[web.RouteDef] = (),
+    health: Sequence[web.RouteDef] = (),
 ) -> web.Application:
-    """Downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST for every
-    other path (the transcoder answers 404/405)."""
+    """Health, downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST
+    for every other path (the transcoder answers 404/405)."""
     app = web.Application(middlewares=[json_errors, pds_errors], client_max_size=MAX_BODY_BYTES)
     app[UPLOADS_KEY] = uploads
+    app.router.add_routes(health)
     app.router.add_get(DOWNLOAD_ROUTE, _download)
     if openapi is not None:
         app.router.add_get("/openapi.json", openapi_handler(openapi))
