@@ -22,6 +22,7 @@ from google.protobuf import timestamp_pb2
 
 from files_api.app import Settings, serve, serve_workers
 from files_api.auth import add_key
+from files_api.observe import configure_logging
 from files_api.store import AuditEvent, open_store
 
 # (flag, environment variable, Settings field, type, metavar, help)
@@ -51,6 +52,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
      "API keys file (see `keys add`); without it every caller is anonymous"),
+    ("--log-format", "FILES_LOG_FORMAT", "log_format", str, "text|json",
+     "log lines as text, or as JSON objects (time, level, logger, message, request_id, ...)"),
 ]  # fmt: skip
 
 
@@ -92,10 +95,19 @@ def parse_args(argv: list[str]) -> Settings:
         default=os.environ.get("FILES_ALLOW_ANONYMOUS", "") not in ("", "0", "false"),
         help="without --auth-keys, listen on non-loopback addresses anyway (FILES_ALLOW_ANONYMOUS)",
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=os.environ.get("FILES_ACCESS_LOG", "") not in ("", "0", "false"),
+        help="one log line per call: face, method or route, status, duration, subject, folder,"
+        " peer, request id, bytes in and out (FILES_ACCESS_LOG)",
+    )
     args = parser.parse_args(argv)
     # argparse converts string defaults (those from the environment) with `type` as well.
     values = {f[2]: getattr(args, f[2]) for f in _FLAGS}
-    return dataclasses.replace(defaults, allow_anonymous=args.allow_anonymous, **values)
+    return dataclasses.replace(
+        defaults, allow_anonymous=args.allow_anonymous, access_log=args.access_log, **values
+    )
 
 
 def keys_command(argv: list[str]) -> None:
@@ -184,9 +196,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(settings.log_format)
+    except ValueError as e:
+        sys.exit(f"{PROG}: {e}")
     try:
         if settings.workers > 1:
             sys.exit(serve_workers(settings))

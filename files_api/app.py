@@ -35,7 +35,8 @@ from files_api.grpc_api import (
     set_serving,
 )
 from files_api.health_http import health_routes
-from files_api.http_api import MAX_BODY_BYTES, make_app
+from files_api.http_api import MAX_BODY_BYTES, face_of, make_app
+from files_api.observe import GrpcEdge, configure_logging, http_edge
 from files_api.openapi import openapi_document
 from files_api.pds import Pds
 from files_api.rest import ServicerInvoker, rest_handler
@@ -71,6 +72,11 @@ class Settings:
     allow_anonymous: bool = False
     pool_size: int | None = None
     workers: int = 1
+    log_format: str = "text"
+    access_log: bool = False
+    # The CLI's default is 127.0.0.1:9464 (files_api.__main__); a Server made in code (tests,
+    # FilesApiServer) serves no metrics unless asked.
+    metrics_listen: str = "off"
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -200,7 +206,9 @@ class Server:
         await self.core.store.open()
         await self.core.start()
 
+        metrics = None
         self._grpc = grpc.aio.server(
+            interceptors=[GrpcEdge(metrics, settings.access_log)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -228,7 +236,14 @@ class Server:
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
         pds = Pds(self.drive, auth, lambda: self.http_base_url)
         health = health_routes(self.core.store, lambda: self._gate.closed)
-        app = make_app(self.drive.uploads, rest, openapi_document(routes), pds.routes(), health)
+        app = make_app(
+            self.drive.uploads,
+            rest,
+            openapi_document(routes),
+            pds.routes(),
+            health=health,
+            edge=http_edge(metrics, settings.access_log, face_of),
+        )
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)
@@ -393,10 +408,7 @@ def serve_workers(settings: Settings) -> int:
 
 
 def _worker(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
-    )
+    configure_logging(settings.log_format, prefix=f"[{os.getpid()}]")
     try:
         asyncio.run(serve(settings))
     except (OSError, ValueError) as e:
