@@ -52,12 +52,15 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
      "API keys file (see `keys add`); without it every caller is anonymous"),
+    ("--metrics-listen", "FILES_METRICS_LISTEN", "metrics_listen", str, "HOST:PORT",
+     "where Prometheus scrapes /metrics (no credentials; keep it internal), or off"),
     ("--log-format", "FILES_LOG_FORMAT", "log_format", str, "text|json",
      "log lines as text, or as JSON objects (time, level, logger, message, request_id, ...)"),
 ]  # fmt: skip
 
 
 PROG = "files-api"
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"  # OpenTelemetry's Prometheus exporter's port
 COMMANDS = ("serve", "keys", "audit")
 
 
@@ -76,7 +79,7 @@ def version() -> str:
 
 
 def parse_args(argv: list[str]) -> Settings:
-    defaults = Settings()
+    defaults = Settings(metrics_listen=DEFAULT_METRICS_LISTEN)
     parser = _Parser(
         prog=f"{PROG} serve",
         description="A self-hosted Yandex Cloud AI Studio Files API server (gRPC + HTTP).",

@@ -16,6 +16,7 @@ import ssl
 import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 import grpc
@@ -36,6 +37,15 @@ from files_api.grpc_api import (
 )
 from files_api.health_http import health_routes
 from files_api.http_api import MAX_BODY_BYTES, face_of, make_app
+from files_api.metrics import (
+    TOTALS_SECONDS,
+    PrometheusMetrics,
+    make_multiproc_dir,
+    mark_dead,
+    process_metrics,
+    remove_multiproc_dir,
+    serve_metrics,
+)
 from files_api.observe import GrpcEdge, configure_logging, http_edge
 from files_api.openapi import openapi_document
 from files_api.pds import Pds
@@ -183,6 +193,8 @@ class Server:
         self._health: Health | None = None
         self._http: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._totals: asyncio.Task[None] | None = None
+        self.metrics: PrometheusMetrics | None = None
         self._gate = ShutdownGate()
 
     @property
@@ -206,7 +218,9 @@ class Server:
         await self.core.store.open()
         await self.core.start()
 
-        metrics = None
+        metrics = self.metrics = (
+            None if settings.metrics_listen == "off" else process_metrics(_version())
+        )
         self._grpc = grpc.aio.server(
             interceptors=[GrpcEdge(metrics, settings.access_log)],
             options=[
@@ -264,6 +278,8 @@ class Server:
         await self._grpc.start()
         await set_serving(self._health, True)
         self.start_sweeper(settings.sweep_interval_seconds)
+        if metrics is not None:
+            self._totals = asyncio.create_task(self._count_forever(metrics))
         log.info(
             "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
             split_host_port(settings.grpc_listen)[0],
@@ -297,6 +313,17 @@ class Server:
             )
         return Authenticator(None)
 
+    async def _count_forever(self, metrics: PrometheusMetrics) -> None:
+        while True:
+            try:
+                files, size = await self.core.store.totals(self.core.clock())
+            except Exception:
+                log.warning("counting the live files failed; trying again", exc_info=True)
+            else:
+                metrics.files.set(files)
+                metrics.content_bytes.set(size)
+            await asyncio.sleep(TOTALS_SECONDS)
+
     async def _sweep_forever(self, interval_seconds: float) -> None:
         while True:
             await asyncio.sleep(interval_seconds)
@@ -305,6 +332,8 @@ class Server:
             except Exception:
                 log.exception("expiration sweep failed; trying again next interval")
             else:
+                if self.metrics is not None:
+                    self.metrics.purged.inc(purged)
                 if purged:
                     log.info("purged %d expired files", purged)
 
@@ -318,10 +347,11 @@ class Server:
         stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
         if self._health is not None:
             await set_serving(self._health, False)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._totals):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._grpc is not None:
             await self._refuse_backlog(stop_by)
             await self._grpc.stop(max(stop_by - time.monotonic(), 0.0))
@@ -360,6 +390,8 @@ async def serve(settings: Settings) -> None:
     """Runs until SIGINT or SIGTERM."""
     server = Server(settings)
     await server.start()
+    if settings.metrics_listen != "off" and settings.workers == 1:
+        _serve_metrics(settings.metrics_listen)
     tune_gc()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -382,6 +414,14 @@ def serve_workers(settings: Settings) -> int:
     for address in (settings.grpc_listen, settings.http_listen):
         if split_host_port(address)[1] == 0:
             raise ValueError(f"--workers needs fixed ports, not {address}: workers share them")
+    metrics_dir = None
+    if settings.metrics_listen != "off":
+        metrics_dir = make_multiproc_dir()  # before the workers start: they inherit its name
+        try:
+            _serve_metrics(settings.metrics_listen, metrics_dir)
+        except OSError:
+            remove_multiproc_dir(metrics_dir)
+            raise
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(settings,), name=f"worker-{n}", daemon=False)
@@ -402,9 +442,29 @@ def serve_workers(settings: Settings) -> int:
             os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:
         worker.join()
+        if metrics_dir is not None and worker.pid is not None:
+            mark_dead(worker.pid, metrics_dir)
+    if metrics_dir is not None:
+        remove_multiproc_dir(metrics_dir)
     codes = [w.exitcode for w in workers]
     log.info("stopped %d workers (exit codes %s)", len(workers), codes)
     return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1
+
+
+def _version() -> str:
+    try:
+        return metadata.version("files-api")
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "0+unknown"
+
+
+def _serve_metrics(listen: str, multiproc_dir: str | None = None) -> None:
+    host, port = split_host_port(listen)
+    try:
+        port = serve_metrics((host, port), multiproc_dir)
+    except OSError as e:
+        raise OSError(f"cannot listen for metrics on {listen}: {e.strerror}") from None
+    log.info("serving metrics on http://%s:%d/metrics", _url_host(host), port)
 
 
 def _worker(settings: Settings) -> None:

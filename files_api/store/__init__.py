@@ -233,6 +233,9 @@ class FileStore(Protocol):
 
     async def content(self, file_id: str, now_ns: int) -> Content | None: ...
 
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        """How many live files there are and their bytes (for the metrics' gauges)."""
+
     async def purge_expired(self, now_ns: int) -> int:
         """Removes expired records with their content, and expired uploads; returns how many
         records."""

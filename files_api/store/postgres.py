@@ -591,6 +591,15 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.execute("TRUNCATE upload_parts, uploads, audit, contents, files")
 
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE expires_at_ns > $1",
+                now_ns,
+            )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     async def purge_expired(self, now_ns: int) -> int:
         # FOR UPDATE re-reads each row as committed when it is locked, so a file whose expiry
         # another replica extended in the meantime no longer qualifies; SKIP LOCKED passes over

@@ -594,6 +594,14 @@ class SqliteStore:
 
         await self._write(clear)
 
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        def count(conn: sqlite3.Connection) -> tuple[int, int]:
+            query = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE expires_at_ns > ?"
+            files, size = conn.execute(query, (now_ns,)).fetchone()
+            return int(files), int(size)
+
+        return await self._read(count)  # on a reader thread: it walks the whole table
+
     async def purge_expired(self, now_ns: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             conn.execute("DELETE FROM uploads WHERE expires_at_ns <= ?", (now_ns,))
