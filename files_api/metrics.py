@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
+from files_api.store import WRITE_TIMINGS
+
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
@@ -98,6 +100,8 @@ class PrometheusMetrics:
             multiprocess_mode="max",
         )
         info.labels(version).set(1)
+        WRITE_TIMINGS.durable = self.store_write.observe
+        WRITE_TIMINGS.group = self.group_commit.observe
         # labels() takes a lock and builds a key on every call; the children are kept here.
         self._grpc: dict[tuple[str, str, str], tuple[Counter, Counter, Counter, Histogram]] = {}
         self._handled: dict[tuple[tuple[str, str, str], str], Counter] = {}

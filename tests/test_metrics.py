@@ -153,9 +153,13 @@ def test_prometheus_counts_every_call_of_one_process(tmp_path: Path) -> None:
             "files_api_content_bytes",
             "files_api_expired_purged",
             "files_api_build_info",
+            "files_api_store_write_seconds",
+            "files_api_group_commit_writes",
             "process_cpu_seconds",
         ):
             assert name in families, name
+        writes = families["files_api_store_write_seconds"].samples
+        assert any(s.name.endswith("_count") and s.value >= UPDATES for s in writes)
         check = subprocess.run(
             [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False
         )

@@ -22,7 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from files_api.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from files_api.store import (
+    NEWEST_FIRST,
+    WRITE_TIMINGS,
+    AuditEvent,
+    FileRecord,
+    content_hash,
+)
 from files_api.store.rows import (
     COLUMNS,
     FIELDS,
@@ -333,7 +339,11 @@ class SqliteStore:
             start, self._flush_scheduled = not self._flush_scheduled, True
         if start:
             self._writer.submit(self._commit_pending, loop)
-        return await future
+        started = time.perf_counter()
+        try:
+            return await future
+        finally:
+            WRITE_TIMINGS.durable(time.perf_counter() - started)
 
     def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._queue_lock:
@@ -346,6 +356,7 @@ class SqliteStore:
             self._flush_scheduled = bool(self._queue)
         if self._flush_scheduled and self._writer is not None:
             self._writer.submit(self._commit_pending, loop)  # the rest, after this group
+        WRITE_TIMINGS.group(len(batch))
         loop.call_soon_threadsafe(_resolve, self._run_group(batch))
 
     def _run_group(self, batch: list[_Queued]) -> list[_Outcome]:
