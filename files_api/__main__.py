@@ -54,6 +54,9 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "API keys file (see `keys add`); without it every caller is anonymous"),
     ("--metrics-listen", "FILES_METRICS_LISTEN", "metrics_listen", str, "HOST:PORT",
      "where Prometheus scrapes /metrics (no credentials; keep it internal), or off"),
+    ("--otlp-endpoint", "FILES_OTLP_ENDPOINT", "otlp_endpoint", str, "URL",
+     "send traces over OTLP to this collector (as OTEL_EXPORTER_OTLP_ENDPOINT; traces are"
+     " also on with OTEL_TRACES_EXPORTER=otlp, off otherwise)"),
     ("--log-format", "FILES_LOG_FORMAT", "log_format", str, "text|json",
      "log lines as text, or as JSON objects (time, level, logger, message, request_id, ...)"),
 ]  # fmt: skip

@@ -18,6 +18,7 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
@@ -51,7 +52,11 @@ from files_api.openapi import openapi_document
 from files_api.pds import Pds
 from files_api.rest import ServicerInvoker, rest_handler
 from files_api.store import open_store, with_pool_size, without_password
+from files_api.tracing import ServerSpans, TracedStore, start_tracing
 from files_api.transcoder import routes_for
+
+if TYPE_CHECKING:
+    from files_api.tracing import Tracing
 
 log = logging.getLogger("files_api")
 
@@ -87,6 +92,8 @@ class Settings:
     # The CLI's default is 127.0.0.1:9464 (files_api.__main__); a Server made in code (tests,
     # FilesApiServer) serves no metrics unless asked.
     metrics_listen: str = "off"
+    # Besides OTEL_TRACES_EXPORTER=otlp and the other OTEL_* variables (files_api.tracing).
+    otlp_endpoint: str | None = None
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -195,6 +202,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._totals: asyncio.Task[None] | None = None
         self.metrics: PrometheusMetrics | None = None
+        self._tracing: Tracing | None = None
         self._gate = ShutdownGate()
 
     @property
@@ -218,11 +226,15 @@ class Server:
         await self.core.store.open()
         await self.core.start()
 
+        spans = self._start_tracing()
         metrics = self.metrics = (
             None if settings.metrics_listen == "off" else process_metrics(_version())
         )
+        # What the edges feed: metrics, access lines, spans, and JSON lines' request ids.
+        observed = bool(metrics or settings.access_log or spans or settings.log_format == "json")
         self._grpc = grpc.aio.server(
-            interceptors=[GrpcEdge(metrics, settings.access_log)],
+            # No interceptor at all when nothing would use it: grpc.aio then skips the chain.
+            interceptors=[GrpcEdge(metrics, settings.access_log, spans)] if observed else [],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -256,7 +268,7 @@ class Server:
             openapi_document(routes),
             pds.routes(),
             health=health,
-            edge=http_edge(metrics, settings.access_log, face_of),
+            edge=http_edge(metrics, settings.access_log, face_of, spans) if observed else None,
         )
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
@@ -289,6 +301,15 @@ class Server:
             " over TLS" if self.tls else "",
             without_password(settings.store),
         )
+
+    def _start_tracing(self) -> ServerSpans | None:
+        tracing = self._tracing = start_tracing(self.settings.otlp_endpoint)
+        if tracing is None:
+            return None
+        tracer = tracing.tracer
+        system = self.settings.store.partition(":")[0].replace("postgres", "postgresql")
+        self.core.store = TracedStore(self.core.store, tracer, system)  # type: ignore[assignment]
+        return ServerSpans(tracer)
 
     def start_sweeper(self, interval_seconds: float) -> None:
         """(Re)starts the periodic purge of expired files."""
@@ -358,6 +379,9 @@ class Server:
         if self._http is not None:
             await self._http.cleanup()
         await self.core.store.close()
+        if self._tracing is not None:
+            # Off the loop: the last batch may wait for a collector (FLUSH_SECONDS at most).
+            await asyncio.get_running_loop().run_in_executor(None, self._tracing.stop)
 
     async def _refuse_backlog(self, stop_by: float) -> None:
         """Keeps taking calls, refused by the gate, until none has arrived for a moment."""

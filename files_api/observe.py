@@ -29,6 +29,8 @@ from files_api.request_ids import REQUEST_ID, request_id
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from files_api.tracing import ServerSpans
+
 access_log = logging.getLogger("files_api.access")
 
 
@@ -65,6 +67,8 @@ class Call:
     folder: str = ""
     bytes_in: int = 0
     bytes_out: int = 0
+    span: Any = None  # the call's server span and the token that made it current, if tracing
+    token: object = None
 
 
 CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("call", default=None)
@@ -185,9 +189,12 @@ def _size(message: Any) -> int:
 class GrpcEdge(grpc.aio.ServerInterceptor):
     """Wraps every method's handler once (cached per method) to time and count its calls."""
 
-    def __init__(self, metrics: Metrics | None, access: bool) -> None:
+    def __init__(
+        self, metrics: Metrics | None, access: bool, spans: ServerSpans | None = None
+    ) -> None:
         self._metrics = metrics
         self._access = access
+        self._spans = spans
         self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
@@ -221,11 +228,18 @@ class GrpcEdge(grpc.aio.ServerInterceptor):
         behavior: Any = (
             handler.unary_unary or handler.unary_stream or handler.stream_unary
         ) or handler.stream_stream
-        metrics, access = self._metrics, self._access
+        metrics, access, spans = self._metrics, self._access, self._spans
+        span_name = method.lstrip("/")  # semantic conventions: $package.$service/$method
+        span_attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
         def begin(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Call, float]:
             call = Call("grpc", method, peer=context.peer() if access else "")
             CURRENT.set(call)
+            if spans is not None:
+                carrier = context.invocation_metadata() or ()
+                call.span, call.token, call.trace_id = spans.start(
+                    span_name, carrier, span_attributes
+                )
             if metrics is not None:
                 metrics.grpc_started(labels)
             return call, time.perf_counter()
@@ -245,6 +259,13 @@ class GrpcEdge(grpc.aio.ServerInterceptor):
             status = GO_CODES.get(code, "Unknown")
             if metrics is not None:
                 metrics.grpc_handled(labels, status, seconds, received, sent)
+            if spans is not None:
+                spans.end(
+                    call.span,
+                    call.token,
+                    {"rpc.grpc.status_code": code.value[0], **_ids(call)},
+                    code in SERVER_FAULTS,
+                )
             if access:
                 _log_access(call, status, seconds)
 
@@ -315,6 +336,26 @@ class GrpcEdge(grpc.aio.ServerInterceptor):
         )
 
 
+# The codes OpenTelemetry's semantic conventions count as a server span's error.
+SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _ids(call: Call) -> dict[str, str]:
+    ids = {"files_api.request_id": call.request_id}
+    if call.folder:
+        ids["files_api.folder_id"] = call.folder
+    return ids
+
+
 def _code_of(raw: int | None, failed: bool) -> grpc.StatusCode:
     if raw is None:
         return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
@@ -339,7 +380,10 @@ ROUTE: web.RequestKey[str] = web.RequestKey("route", str)  # a handler's own rou
 
 
 def http_edge(
-    metrics: Metrics | None, access: bool, faces: Callable[[web.Request], tuple[str, str]]
+    metrics: Metrics | None,
+    access: bool,
+    faces: Callable[[web.Request], tuple[str, str]],
+    spans: ServerSpans | None = None,
 ) -> Any:
     """The outermost middleware: `faces(request)` names the face and the route template
     (a handler may refine the template by setting `request[ROUTE]`, as REST does)."""
@@ -352,6 +396,11 @@ def http_edge(
         call = Call(face, template, peer=request.remote or "")
         call.bytes_in = request.content_length or 0
         CURRENT.set(call)
+        if spans is not None:
+            attributes = {"http.request.method": request.method, "http.route": template}
+            call.span, call.token, call.trace_id = spans.start(
+                f"{request.method} {template}", request.headers.items(), attributes
+            )
         started = time.perf_counter()
         status = 500
         try:
@@ -366,9 +415,14 @@ def http_edge(
             route = request.get(ROUTE, template)
             if metrics is not None:
                 metrics.http_handled(face, request.method, route, status, seconds)
+            if access or spans is not None:
+                call_request_id(request.headers.get(REQUEST_ID))  # downloads have no other
+            if spans is not None:
+                call.span.update_name(f"{request.method} {route}")
+                ended: dict[str, Any] = {"http.route": route, "http.response.status_code": status}
+                spans.end(call.span, call.token, ended | _ids(call), status >= 500)
             if access:
                 call.method = f"{request.method} {route}"
-                call_request_id(request.headers.get(REQUEST_ID))  # downloads have no other
                 if "response" in locals():
                     length = response.content_length  # body_length counts the headers too
                     call.bytes_out = response.body_length if length is None else length
