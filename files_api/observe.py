@@ -350,7 +350,7 @@ SERVER_FAULTS = frozenset(
 
 
 def _ids(call: Call) -> dict[str, str]:
-    ids = {"files_api.request_id": call.request_id}
+    ids = {"files_api.request_id": call.request_id} if call.request_id else {}
     if call.folder:
         ids["files_api.folder_id"] = call.folder
     return ids

@@ -58,9 +58,11 @@ class Tracing:
         flushing = threading.Thread(target=self.provider.force_flush, daemon=True)
         flushing.start()
         flushing.join(seconds)
-        self.exporter.shutdown()
-        flushing.join(seconds)
-        self.provider.shutdown()
+        if flushing.is_alive():
+            self.exporter.shutdown()  # the provider's own shutdown would export (and wait) again
+            flushing.join(seconds)
+        else:
+            self.provider.shutdown()
 
 
 def start_tracing(otlp_endpoint: str | None) -> Tracing | None:
