@@ -413,9 +413,9 @@ def tune_gc() -> None:
 async def serve(settings: Settings) -> None:
     """Runs until SIGINT or SIGTERM."""
     server = Server(settings)
-    await server.start()
     if settings.metrics_listen != "off" and settings.workers == 1:
-        _serve_metrics(settings.metrics_listen)
+        _serve_metrics(settings.metrics_listen)  # first: a taken port stops nothing half-started
+    await server.start()
     tune_gc()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import spawn, wait_serving
+from tests.support import run_server_command, spawn, wait_serving
 from tests.test_workers import free_port
 
 if TYPE_CHECKING:
@@ -182,6 +183,22 @@ def test_prometheus_counts_every_call_of_one_process(tmp_path: Path) -> None:
                     + ",job=files-api": 1
                 },
             )
+
+
+def test_a_taken_metrics_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        for workers in ("1", "2"):
+            result = run_server_command(
+                *("--store", f"sqlite:///{tmp_path / 'f.db'}", "--workers", workers),
+                *("--grpc-listen", f"127.0.0.1:{free_port()}"),
+                *("--http-listen", f"127.0.0.1:{free_port()}", "--metrics-listen", address),
+            )
+            assert result.returncode == 1
+            assert f"cannot listen for metrics on {address}" in result.stderr
+            assert "Traceback" not in result.stderr
 
 
 def test_prometheus_sums_two_workers_and_sees_no_reset(tmp_path: Path) -> None:
