@@ -413,9 +413,12 @@ def tune_gc() -> None:
 async def serve(settings: Settings) -> None:
     """Runs until SIGINT or SIGTERM."""
     server = Server(settings)
-    if settings.metrics_listen != "off" and settings.workers == 1:
-        _serve_metrics(settings.metrics_listen)  # first: a taken port stops nothing half-started
+    metrics = settings.metrics_listen != "off" and settings.workers == 1
+    # Bound first, so a taken port stops nothing half-started; said once the server serves.
+    metrics_port = _serve_metrics(settings.metrics_listen) if metrics else 0
     await server.start()
+    if metrics:
+        _log_metrics(settings.metrics_listen, metrics_port)
     tune_gc()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -442,7 +445,9 @@ def serve_workers(settings: Settings) -> int:
     if settings.metrics_listen != "off":
         metrics_dir = make_multiproc_dir()  # before the workers start: they inherit its name
         try:
-            _serve_metrics(settings.metrics_listen, metrics_dir)
+            _log_metrics(
+                settings.metrics_listen, _serve_metrics(settings.metrics_listen, metrics_dir)
+            )
         except OSError:
             remove_multiproc_dir(metrics_dir)
             raise
@@ -482,12 +487,15 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _serve_metrics(listen: str, multiproc_dir: str | None = None) -> None:
-    host, port = split_host_port(listen)
+def _serve_metrics(listen: str, multiproc_dir: str | None = None) -> int:
     try:
-        port = serve_metrics((host, port), multiproc_dir)
+        return serve_metrics(split_host_port(listen), multiproc_dir)
     except OSError as e:
         raise OSError(f"cannot listen for metrics on {listen}: {e.strerror}") from None
+
+
+def _log_metrics(listen: str, port: int) -> None:
+    host, _ = split_host_port(listen)
     log.info("serving metrics on http://%s:%d/metrics", _url_host(host), port)
 
 
