@@ -4,7 +4,10 @@ signature or file content."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -16,7 +19,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from files_api.auth import add_key
-from files_api.observe import GO_CODES
+from files_api.observe import CURRENT, GO_CODES, Call, JsonFormatter, _CallFields
 from tests.support import server_process
 
 if TYPE_CHECKING:
@@ -98,3 +101,35 @@ def _access_lines(log: list[str], want: int) -> list[dict[str, Any]]:
         if len(lines) >= want or time.monotonic() > deadline:
             return lines
         time.sleep(0.05)
+
+
+async def test_lines_logged_inside_concurrent_calls_carry_each_its_own_ids() -> None:
+    """What the access line shows for one call holds for any line logged inside a call: the
+    ids come from the call's context, so interleaved calls never lend each other theirs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_CallFields())
+    logger = logging.getLogger("files_api.tests.calls")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    async def call(number: int) -> None:
+        CURRENT.set(Call("grpc", "/s/M", request_id=f"request-{number}", trace_id=f"{number:032x}"))
+        logger.info("first line of %d", number)
+        await asyncio.sleep(0)  # the other call logs in between
+        logger.warning("second line of %d", number)
+
+    try:
+        await asyncio.gather(call(1), call(2))
+        logger.info("outside any call")
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 5
+    for line in lines[:4]:
+        number = int(line["message"].rpartition(" ")[2])
+        assert (line["request_id"], line["trace_id"]) == (f"request-{number}", f"{number:032x}")
+    assert "request_id" not in lines[4] and "trace_id" not in lines[4]
+    assert [line["level"] for line in lines] == ["INFO", "INFO", "WARNING", "WARNING", "INFO"]
