@@ -1,6 +1,7 @@
-"""What every call leaves behind for operators: its context for log lines, an access-log line
-and (when a `Metrics` is given) its series. Instrumented at the edges, never in the domain: a
-grpc.aio server interceptor for gRPC, the outermost aiohttp middleware for HTTP.
+"""What every call leaves behind for operators: its context for log lines (request and trace
+ids, in a contextvar), an access-log line, its metrics and its server span, each when asked
+for. Instrumented at the edges, never in the domain: a grpc.aio server interceptor for gRPC,
+the outermost aiohttp middleware for HTTP. When nothing is asked for, neither is installed.
 
 gRPC goes through an interceptor rather than the servicer's per-call wrapper (`_rpc`) because
 the series must cover every service on the listener (health and reflection too, as
@@ -254,7 +255,9 @@ class GrpcEdge(grpc.aio.ServerInterceptor):
         ) -> None:
             seconds = time.perf_counter() - started
             code = context.code()
-            if code is None or isinstance(code, int):  # grpcio keeps a raw int in some paths
+            if code is None and failed and context.cancelled():
+                code = grpc.StatusCode.CANCELLED
+            elif code is None or isinstance(code, int):  # grpcio keeps a raw int in some paths
                 code = _code_of(code, failed)
             status = GO_CODES.get(code, "Unknown")
             if metrics is not None:
