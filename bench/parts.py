@@ -1,8 +1,9 @@
 """The parts of a run, each a list of compared points: the floor against ours scenario by
 scenario (`run_main`), 1,000 against many files (`run_scale`), the floor against the SQLite floor
-(`run_sqlite_floor`), PostgreSQL (`run_postgres`), and small calls stalled by big uploads
-(`run_stall`, measured by bench/stall.py). Each starts its servers, sets them up, measures,
-reports every point on stderr as it is done, and stops them.
+(`run_sqlite_floor`), ours with metrics off against on (`run_metrics`), PostgreSQL
+(`run_postgres`), and small calls stalled by big uploads (`run_stall`, measured by
+bench/stall.py). Each starts its servers, sets them up, measures, reports every point on stderr
+as it is done, and stops them.
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     with serving_targets(processes, tmp) as targets:
         for target in targets:
             target.ids = {"update": "f", "get": "f"}  # floors answer any id
+        return _at_headline(targets, ("update", "get"), settings)
+
+
+def run_metrics(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    """Update and Get on ours with `--metrics-listen off` against ours with metrics on (the
+    default): what the interceptor, the middleware and the store's timings cost."""
+    processes = [
+        start_ours(f"sqlite:///{tmp / 'metrics-off.db'}", "--metrics-listen", "off", name="off"),
+        start_ours(f"sqlite:///{tmp / 'metrics-on.db'}", name="metrics on"),
+    ]
+    with serving_targets(processes, tmp) as targets:
+        for target in targets:
+            set_up_ours(target)
         return _at_headline(targets, ("update", "get"), settings)
 
 

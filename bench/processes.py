@@ -164,6 +164,10 @@ def start_ours(store_url: str, *args: str, name: str = "ours") -> ServerProcess:
             "127.0.0.1:0",
             "--store",
             store_url,
+            # Metrics on, as the CLI's default has them, on a port of its own: several of ours
+            # run at once (a later --metrics-listen in `args` wins).
+            "--metrics-listen",
+            "127.0.0.1:0",
             *args,
         ],
     )

@@ -97,6 +97,8 @@ def report_text(report: dict[str, Any]) -> str:
         )
     if report.get("sqlite_floor"):
         parts.append(table(report["sqlite_floor"]))
+    if report.get("metrics"):
+        parts.append(table(report["metrics"]))
     postgres = report.get("postgres")
     if postgres:
         parts.append(

@@ -12,7 +12,8 @@ over HTTP/1.1 against a bare aiohttp handler (bench/http_floor.py); `--postgres`
 Get on a throwaway PostgreSQL cluster, against the floor and with one replica against two;
 `--sqlite-floor` runs Update and Get on the floor against the SQLite floor (bench/floor.py
 --sqlite), the floor plus the least SQLite work a durable server does; `--stall` times small
-calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py).
+calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py); `--metrics`
+runs Update and Get on ours with metrics off against on.
 
     python -m bench.run               # everything, with the scale runs (~14.5 minutes on 2 cores)
     python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~8.5 minutes)
@@ -41,7 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import h2load
-from bench.parts import run_main, run_postgres, run_scale, run_sqlite_floor, run_stall
+from bench.parts import (
+    run_main,
+    run_metrics,
+    run_postgres,
+    run_scale,
+    run_sqlite_floor,
+    run_stall,
+)
 from bench.report import machine, machine_text, report_text
 from bench.scenarios import BY_KEY, HEADLINE, SWEEP, Settings
 from bench.stall import MIN_STALL_BYTES
@@ -90,6 +98,12 @@ def parse_args(argv: list[str]) -> Settings:
         metavar="URL",
         help="run the PostgreSQL part (implied) on this empty database rather than on a"
         " throwaway cluster: postgresql://user:password@host:port/database",
+    )
+    parser.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        help="Update and Get on ours with --metrics-listen off against metrics on (default: on"
+        " in the full run only, as --postgres)",
     )
     parser.add_argument(
         "--sqlite-floor",
@@ -147,6 +161,7 @@ def parse_args(argv: list[str]) -> Settings:
         quick=args.quick,
         postgres=(full_run or bool(args.postgres_url)) if args.postgres is None else args.postgres,
         sqlite_floor=full_run if args.sqlite_floor is None else args.sqlite_floor,
+        metrics=full_run if args.metrics is None else args.metrics,
         postgres_url=args.postgres_url,
         # The stall part has no scenarios or concurrency of its own to choose.
         stall=not (args.scenarios or args.concurrency) if args.stall is None else args.stall,
@@ -188,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [],
         "scale": None,
         "sqlite_floor": None,
+        "metrics": None,
         "postgres": None,
         "stall": None,
     }
@@ -202,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         if settings.sqlite_floor:
             print("floor vs SQLite floor:", file=sys.stderr)
             report["sqlite_floor"] = run_sqlite_floor(settings, tmp)
+        if settings.metrics:
+            print("ours, metrics off vs on:", file=sys.stderr)
+            report["metrics"] = run_metrics(settings, tmp)
         if settings.postgres:
             print("PostgreSQL: floor vs ours, then 1 vs 2 replicas:", file=sys.stderr)
             report["postgres"] = run_postgres(settings, tmp)
@@ -215,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         *report["results"],
         *(report["scale"] or {}).get("points", []),
         *(report["sqlite_floor"] or []),
+        *(report["metrics"] or []),
         *postgres.get("floor_points", []),
         *postgres.get("replica_points", []),
         *(report["stall"] or []),

@@ -115,6 +115,7 @@ class Settings:
     quick: bool
     postgres: bool
     sqlite_floor: bool
+    metrics: bool = False
     postgres_url: str | None = None
     stall: bool = False
     stall_bytes: int = MAX_CONTENT_BYTES

@@ -16,14 +16,14 @@ import json
 import logging
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
 from google.protobuf import timestamp_pb2
 
-from files_api.app import Settings, serve, serve_workers
+from files_api.app import Settings, serve, serve_workers, version
 from files_api.auth import ALL_FOLDERS, KeyEntry, KeyRing, add_key, revoke_key
+from files_api.observe import configure_logging
 from files_api.store import AuditEvent, open_store
 
 # (flag, environment variable, Settings field, type, metavar, help)
@@ -53,10 +53,18 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
      "API keys file (see `keys add`); without it every caller is anonymous"),
+    ("--metrics-listen", "FILES_METRICS_LISTEN", "metrics_listen", str, "HOST:PORT",
+     "where Prometheus scrapes /metrics (no credentials; keep it internal), or off"),
+    ("--otlp-endpoint", "FILES_OTLP_ENDPOINT", "otlp_endpoint", str, "URL",
+     "send traces over OTLP to this collector (as OTEL_EXPORTER_OTLP_ENDPOINT; traces are"
+     " also on with OTEL_TRACES_EXPORTER=otlp, off otherwise)"),
+    ("--log-format", "FILES_LOG_FORMAT", "log_format", str, "text|json",
+     "log lines as text, or as JSON objects (time, level, logger, message, request_id, ...)"),
 ]  # fmt: skip
 
 
 PROG = "files-api"
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"  # OpenTelemetry's Prometheus exporter's port
 COMMANDS = ("serve", "keys", "audit")
 
 
@@ -67,15 +75,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def version() -> str:
-    try:
-        return metadata.version("files-api")
-    except metadata.PackageNotFoundError:  # a checkout that was never installed
-        return "0+unknown"
-
-
 def parse_args(argv: list[str]) -> Settings:
-    defaults = Settings()
+    defaults = Settings(metrics_listen=DEFAULT_METRICS_LISTEN)
     parser = _Parser(
         prog=f"{PROG} serve",
         description="A self-hosted Yandex Cloud AI Studio Files API server (gRPC + HTTP).",
@@ -94,10 +95,19 @@ def parse_args(argv: list[str]) -> Settings:
         default=os.environ.get("FILES_ALLOW_ANONYMOUS", "") not in ("", "0", "false"),
         help="without --auth-keys, listen on non-loopback addresses anyway (FILES_ALLOW_ANONYMOUS)",
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=os.environ.get("FILES_ACCESS_LOG", "") not in ("", "0", "false"),
+        help="one log line per call: face, method or route, status, duration, subject, folder,"
+        " peer, request id, bytes in and out (FILES_ACCESS_LOG)",
+    )
     args = parser.parse_args(argv)
     # argparse converts string defaults (those from the environment) with `type` as well.
     values = {f[2]: getattr(args, f[2]) for f in _FLAGS}
-    return dataclasses.replace(defaults, allow_anonymous=args.allow_anonymous, **values)
+    return dataclasses.replace(
+        defaults, allow_anonymous=args.allow_anonymous, access_log=args.access_log, **values
+    )
 
 
 def keys_command(argv: list[str]) -> None:
@@ -238,9 +248,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(settings.log_format)
+    except ValueError as e:
+        sys.exit(f"{PROG}: {e}")
     try:
         if settings.workers > 1:
             sys.exit(serve_workers(settings))

@@ -16,6 +16,7 @@ import ssl
 import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,16 +37,30 @@ from files_api.grpc_api import (
     add_services,
     set_serving,
 )
-from files_api.http_api import MAX_BODY_BYTES, make_app
+from files_api.health_http import health_routes
+from files_api.http_api import MAX_BODY_BYTES, face_of, make_app
+from files_api.metrics import (
+    TOTALS_SECONDS,
+    PrometheusMetrics,
+    make_multiproc_dir,
+    mark_dead,
+    process_metrics,
+    remove_multiproc_dir,
+    serve_metrics,
+)
+from files_api.observe import GrpcEdge, configure_logging, http_edge
 from files_api.openapi import openapi_document
 from files_api.pds import Pds
 from files_api.rest import ServicerInvoker, rest_handler
 from files_api.store import open_store, with_pool_size, without_password
+from files_api.tracing import ServerSpans, TracedStore, start_tracing
 from files_api.transcoder import routes_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from multiprocessing.process import BaseProcess
+
+    from files_api.tracing import Tracing
 
 log = logging.getLogger("files_api")
 
@@ -80,6 +95,13 @@ class Settings:
     allow_anonymous: bool = False
     pool_size: int | None = None
     workers: int = 1
+    log_format: str = "text"
+    access_log: bool = False
+    # The CLI's default is 127.0.0.1:9464 (files_api.__main__); a Server made in code (tests,
+    # FilesApiServer) serves no metrics unless asked.
+    metrics_listen: str = "off"
+    # Besides OTEL_TRACES_EXPORTER=otlp and the other OTEL_* variables (files_api.tracing).
+    otlp_endpoint: str | None = None
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -189,6 +211,9 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._keys_file: KeysFile | None = None
         self._keys_watcher: asyncio.Task[None] | None = None
+        self._totals: asyncio.Task[None] | None = None
+        self.metrics: PrometheusMetrics | None = None
+        self._tracing: Tracing | None = None
         self._gate = ShutdownGate()
 
     @property
@@ -212,7 +237,15 @@ class Server:
         await self.core.store.open()
         await self.core.start()
 
+        spans = self._start_tracing()
+        metrics = self.metrics = (
+            None if settings.metrics_listen == "off" else process_metrics(version())
+        )
+        # What the edges feed: metrics, access lines, spans, and JSON lines' request ids.
+        observed = bool(metrics or settings.access_log or spans or settings.log_format == "json")
         self._grpc = grpc.aio.server(
+            # No interceptor at all when nothing would use it: grpc.aio then skips the chain.
+            interceptors=[GrpcEdge(metrics, settings.access_log, spans)] if observed else [],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -239,7 +272,15 @@ class Server:
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
         rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
         pds = Pds(self.drive, auth, lambda: self.http_base_url)
-        app = make_app(self.drive.uploads, rest, openapi_document(routes), pds.routes())
+        health = health_routes(self.core.store, lambda: self._gate.closed)
+        app = make_app(
+            self.drive.uploads,
+            rest,
+            openapi_document(routes),
+            pds.routes(),
+            health=health,
+            edge=http_edge(metrics, settings.access_log, face_of, spans) if observed else None,
+        )
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)
@@ -262,6 +303,8 @@ class Server:
         self.start_sweeper(settings.sweep_interval_seconds)
         if self._keys_file is not None:
             self._keys_watcher = asyncio.create_task(self._watch_keys(self._keys_file))
+        if metrics is not None:
+            self._totals = asyncio.create_task(self._count_forever(metrics))
         log.info(
             "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
             split_host_port(settings.grpc_listen)[0],
@@ -271,6 +314,15 @@ class Server:
             " over TLS" if self.tls else "",
             without_password(settings.store),
         )
+
+    def _start_tracing(self) -> ServerSpans | None:
+        tracing = self._tracing = start_tracing(self.settings.otlp_endpoint)
+        if tracing is None:
+            return None
+        tracer = tracing.tracer
+        system = self.settings.store.partition(":")[0].replace("postgres", "postgresql")
+        self.core.store = TracedStore(self.core.store, tracer, system)  # type: ignore[assignment]
+        return ServerSpans(tracer)
 
     def start_sweeper(self, interval_seconds: float) -> None:
         """(Re)starts the periodic purge of expired files."""
@@ -311,6 +363,17 @@ class Server:
             except Exception:
                 log.exception("checking the keys file failed; trying again next time")
 
+    async def _count_forever(self, metrics: PrometheusMetrics) -> None:
+        while True:
+            try:
+                files, size = await self.core.store.totals(self.core.clock())
+            except Exception:
+                log.warning("counting the live files failed; trying again", exc_info=True)
+            else:
+                metrics.files.set(files)
+                metrics.content_bytes.set(size)
+            await asyncio.sleep(TOTALS_SECONDS)
+
     async def _sweep_forever(self, interval_seconds: float) -> None:
         while True:
             await asyncio.sleep(interval_seconds)
@@ -319,6 +382,8 @@ class Server:
             except Exception:
                 log.exception("expiration sweep failed; trying again next interval")
             else:
+                if self.metrics is not None:
+                    self.metrics.purged.inc(purged)
                 if purged:
                     log.info("purged %d expired files", purged)
 
@@ -332,7 +397,7 @@ class Server:
         stop_by = time.monotonic() + self.settings.shutdown_grace_seconds
         if self._health is not None:
             await set_serving(self._health, False)
-        for task in (self._sweeper, self._keys_watcher):
+        for task in (self._sweeper, self._keys_watcher, self._totals):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -343,6 +408,9 @@ class Server:
         if self._http is not None:
             await self._http.cleanup()
         await self.core.store.close()
+        if self._tracing is not None:
+            # Off the loop: the last batch may wait for a collector (FLUSH_SECONDS at most).
+            await asyncio.get_running_loop().run_in_executor(None, self._tracing.stop)
 
     async def _refuse_backlog(self, stop_by: float) -> None:
         """Keeps taking calls, refused by the gate, until none has arrived for a moment."""
@@ -374,7 +442,12 @@ def tune_gc() -> None:
 async def serve(settings: Settings) -> None:
     """Runs until SIGINT or SIGTERM; SIGHUP reloads the keys file."""
     server = Server(settings)
+    metrics = settings.metrics_listen != "off" and settings.workers == 1
+    # Bound first, so a taken port stops nothing half-started; said once the server serves.
+    metrics_port = _serve_metrics(settings.metrics_listen) if metrics else 0
     await server.start()
+    if metrics:
+        _log_metrics(settings.metrics_listen, metrics_port)
     tune_gc()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -401,6 +474,16 @@ def serve_workers(settings: Settings) -> int:
     for address in (settings.grpc_listen, settings.http_listen):
         if split_host_port(address)[1] == 0:
             raise ValueError(f"--workers needs fixed ports, not {address}: workers share them")
+    metrics_dir = None
+    if settings.metrics_listen != "off":
+        metrics_dir = make_multiproc_dir()  # before the workers start: they inherit its name
+        try:
+            _log_metrics(
+                settings.metrics_listen, _serve_metrics(settings.metrics_listen, metrics_dir)
+            )
+        except OSError:
+            remove_multiproc_dir(metrics_dir)
+            raise
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(settings,), name=f"worker-{n}", daemon=False)
@@ -426,6 +509,10 @@ def serve_workers(settings: Settings) -> int:
             os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:
         worker.join()
+        if metrics_dir is not None and worker.pid is not None:
+            mark_dead(worker.pid, metrics_dir)
+    if metrics_dir is not None:
+        remove_multiproc_dir(metrics_dir)
     codes = [w.exitcode for w in workers]
     log.info("stopped %d workers (exit codes %s)", len(workers), codes)
     return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1
@@ -438,11 +525,28 @@ def _pass_on(sig: signal.Signals, workers: Sequence[BaseProcess]) -> None:
                 os.kill(worker.pid, sig)
 
 
+def version() -> str:
+    """The installed distribution's version (`files-api --version`, `files_api_build_info`)."""
+    try:
+        return metadata.version("files-api")
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "0+unknown"
+
+
+def _serve_metrics(listen: str, multiproc_dir: str | None = None) -> int:
+    try:
+        return serve_metrics(split_host_port(listen), multiproc_dir)
+    except OSError as e:
+        raise OSError(f"cannot listen for metrics on {listen}: {e.strerror}") from None
+
+
+def _log_metrics(listen: str, port: int) -> None:
+    host, _ = split_host_port(listen)
+    log.info("serving metrics on http://%s:%d/metrics", _url_host(host), port)
+
+
 def _worker(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
-    )
+    configure_logging(settings.log_format, prefix=f"[{os.getpid()}]")
     try:
         asyncio.run(serve(settings))
     except (OSError, ValueError) as e:

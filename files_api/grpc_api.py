@@ -27,7 +27,8 @@ from files_api.auth import Authenticator, Caller
 from files_api.domain.records import etag
 from files_api.errors import INTERNAL_MESSAGE, DomainError, InvalidArgument, Unavailable
 from files_api.naming import parse_mode
-from files_api.request_ids import REQUEST_ID, request_id
+from files_api.observe import call_request_id, note_caller
+from files_api.request_ids import REQUEST_ID
 
 if TYPE_CHECKING:
     from files_api.domain import Files
@@ -175,7 +176,7 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
     ) -> Resp:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         # Trailing metadata rides with the status the call ends with anyway: no extra frame.
-        echo = [(REQUEST_ID, request_id(metadata.get(REQUEST_ID)))]
+        echo = [(REQUEST_ID, call_request_id(metadata.get(REQUEST_ID)))]
         gate = self.gate
         gate.last_call = time.monotonic()
         try:
@@ -185,6 +186,7 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
                 request = _parse(method.__name__, request)
             caller = self.auth.authenticate(metadata.get("authorization"))
             caller = Caller(caller.subject, caller.folders, echo[0][1])
+            note_caller(caller.subject, getattr(request, "folder_id", ""))
             response = await method(self, request, caller, metadata)
         except DomainError as e:
             if getattr(context, "passes_domain_errors", False):
@@ -197,6 +199,7 @@ def _rpc(method: Method[Req, Resp]) -> Handler[Req, Resp]:
         else:
             if isinstance(response, file_pb2.File):
                 echo.append(("etag", etag(response)))
+                note_caller("", response.folder_id)
             context.set_trailing_metadata(echo)
             return response
         raise AssertionError("abort_with_status returned")  # pragma: no cover

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from files_api.domain.limits import MAX_CONTENT_BYTES
 from files_api.domain.links import DOWNLOAD_ROUTE
+from files_api.health_http import HEALTHZ, READYZ
 from files_api.openapi import openapi_handler
 from files_api.pds import pds_errors
 from files_api.rest import json_errors
@@ -27,6 +28,7 @@ WRITE_BYTES = 256 * 1024  # a download goes to the socket in slices of this
 log = logging.getLogger(__name__)
 
 UPLOADS_KEY: web.AppKey[Uploads] = web.AppKey("uploads")
+REST_CATCH_ALL = "/{tail:.*}"
 
 
 def content_disposition(name: str) -> str:
@@ -60,19 +62,38 @@ async def _download(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def face_of(request: web.Request) -> tuple[str, str]:
+    """The face a request reached and its route template (REST refines it to the
+    transcoder's own template: the catch-all's would say nothing)."""
+    template = request.match_info.route.resource
+    canonical = template.canonical if template is not None else "unmatched"
+    if canonical == DOWNLOAD_ROUTE:
+        return "download", canonical
+    if canonical.startswith("/v2/"):
+        return "pds", canonical
+    if canonical in (HEALTHZ, READYZ):
+        return "health", canonical
+    return "rest", "unmatched" if canonical == REST_CATCH_ALL else canonical
+
+
 def make_app(
     uploads: Uploads,
     rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
     openapi: dict[str, Any] | None = None,
     pds: Sequence[web.RouteDef] = (),
+    *,
+    health: Sequence[web.RouteDef] = (),
+    edge: Any = None,
 ) -> web.Application:
-    """Downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST for every
-    other path (the transcoder answers 404/405)."""
-    app = web.Application(middlewares=[json_errors, pds_errors], client_max_size=MAX_BODY_BYTES)
+    """Health, downloads, the OpenAPI document and the PDS face (under /v2/) first, then REST
+    for every other path (the transcoder answers 404/405)."""
+    middlewares = [json_errors, pds_errors] if edge is None else [edge, json_errors, pds_errors]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[UPLOADS_KEY] = uploads
+    app.router.add_routes(health)
     app.router.add_get(DOWNLOAD_ROUTE, _download)
     if openapi is not None:
         app.router.add_get("/openapi.json", openapi_handler(openapi))
     app.router.add_routes(pds)
-    app.router.add_route("*", "/{tail:.*}", rest)
+    app.router.add_route("*", REST_CATCH_ALL, rest)
     return app

@@ -26,7 +26,8 @@ from files_api.domain.links import UPLOAD_ROUTE
 from files_api.domain.uploads import NewUpload
 from files_api.errors import AlreadyExists, DomainError, InvalidArgument, Unauthenticated
 from files_api.naming import parse_mode, split_extension
-from files_api.request_ids import REQUEST_ID, request_id
+from files_api.observe import call_request_id, note_caller
+from files_api.request_ids import REQUEST_ID
 from files_api.store import Order
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ async def pds_errors(
     answer carries the call's `x-request-id`, the one its audit record holds."""
     if not request.path.startswith("/v2/"):
         return await handler(request)
-    call_id = request[CALL_ID] = request_id(request.headers.get(REQUEST_ID))
+    call_id = request[CALL_ID] = call_request_id(request.headers.get(REQUEST_ID))
     response = await _answer_errors(request, handler)
     response.headers[REQUEST_ID] = call_id
     return response
@@ -275,6 +276,7 @@ class Pds:
 
     def _caller(self, request: web.Request) -> Caller:
         caller = self.auth.authenticate(request.headers.get("Authorization"))
+        note_caller(caller.subject, "")
         return Caller(caller.subject, caller.folders, request[CALL_ID])
 
     async def update(self, body: Body, caller: Caller) -> dict[str, Any]:

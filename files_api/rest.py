@@ -19,7 +19,8 @@ from google.rpc import code_pb2, status_pb2
 
 from files_api.auth import CHALLENGE
 from files_api.errors import INTERNAL_MESSAGE, DomainError, http_status
-from files_api.request_ids import REQUEST_ID, request_id
+from files_api.observe import ROUTE, call_request_id
+from files_api.request_ids import REQUEST_ID
 from files_api.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
     any other."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        call_id = request_id(request.headers.get(REQUEST_ID))
+        call_id = call_request_id(request.headers.get(REQUEST_ID))
         raw_path = request.rel_url.raw_path
         matched = [(r, m) for r in routes if (m := r.pattern.fullmatch(raw_path))]
         if not matched:
@@ -252,6 +253,7 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
                 break
         else:
             allowed = ", ".join(sorted({r.http_method.upper() for r, _ in matched}))
+            request[ROUTE] = route.template
             response = json_error(
                 _status(
                     code_pb2.UNIMPLEMENTED, f"{request.method} is not allowed here; use {allowed}"
@@ -261,6 +263,7 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
             )
             response.headers["Allow"] = allowed
             return response
+        request[ROUTE] = route.template
         try:
             form = await _read_form(request, max_body_bytes)
             call = HttpCall(

@@ -7,6 +7,7 @@ and only when a test asks for it; each test gets a database of its own.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from files_api.store import FileStore
 
 BACKENDS = ["memory", "sqlite", "postgres"]
+
+# Servers the tests start as processes serve metrics on a free port, not all on 9464 (the
+# default); tests of the metrics listener name their own.
+os.environ.setdefault("FILES_METRICS_LISTEN", "127.0.0.1:0")
 NEVER_SKIPPED = "tests are never skipped here"
 
 

@@ -151,8 +151,8 @@ def test_latency_pools_the_requests_of_several_logs(tmp_path: Path) -> None:
         (["--quick"], False),
         (["--scenarios", "get"], False),
         (["--concurrency", "1x1"], False),
-        (["--quick", "--postgres", "--sqlite-floor"], True),
-        (["--no-postgres", "--no-sqlite-floor"], False),
+        (["--quick", "--postgres", "--sqlite-floor", "--metrics"], True),
+        (["--no-postgres", "--no-sqlite-floor", "--no-metrics"], False),
     ],
 )
 def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
@@ -161,6 +161,7 @@ def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
     settings = parse_args(args)
     assert settings.postgres is on
     assert settings.sqlite_floor is on
+    assert settings.metrics is on
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
@@ -172,6 +173,17 @@ def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
         assert point["ratio"] > 0
         assert point["SQLite floor"]["rounds"][0]["done"] > 0
     assert "| **Update name+description** | 16x8 |" in result.stdout
+
+
+def test_the_metrics_part_measures_ours_with_metrics_off_against_on(tmp_path: Path) -> None:
+    result, report = short_run(tmp_path, "--scenarios", "none", "--no-scale", "--metrics")
+    assert report["failures"] == 0
+    assert [p["scenario"] for p in report["metrics"]] == ["update", "get"]
+    for point in report["metrics"]:
+        assert point["sides"] == ["off", "metrics on"]
+        assert point["ratio"] > 0
+        assert point["metrics on"]["rounds"][0]["done"] > 0
+    assert "metrics on" in result.stdout
 
 
 def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(

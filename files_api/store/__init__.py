@@ -17,6 +17,23 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 
+def _ignore(_: float) -> None:
+    pass
+
+
+@dataclasses.dataclass
+class WriteTimings:
+    """Where the SQL backends report their writes: seconds until a write was durable, and (on
+    SQLite) how many writes one group commit made durable. No-ops until files_api.metrics sets
+    them, so a store used without metrics pays two clock reads per write."""
+
+    durable: Callable[[float], None] = _ignore
+    group: Callable[[float], None] = _ignore
+
+
+WRITE_TIMINGS = WriteTimings()
+
+
 class FileRecord(NamedTuple):
     """One file's metadata as stored: times are integer nanoseconds since the epoch.
 
@@ -232,6 +249,9 @@ class FileStore(Protocol):
         """Up to `limit` records of the folder in `order`, past `after`."""
 
     async def content(self, file_id: str, now_ns: int) -> Content | None: ...
+
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        """How many live files there are and their bytes (for the metrics' gauges)."""
 
     async def purge_expired(self, now_ns: int) -> int:
         """Removes expired records with their content, and expired uploads; returns how many

@@ -207,6 +207,10 @@ class MemoryStore:
         for kept in (self._records, self._contents, self._audit, self._uploads, self._parts):
             kept.clear()
 
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        live = [r.size for r in self._records.values() if r.expires_at_ns > now_ns]
+        return len(live), sum(live)
+
     async def purge_expired(self, now_ns: int) -> int:
         for file_id in [i for i, u in self._uploads.items() if u.expires_at_ns <= now_ns]:
             del self._uploads[file_id], self._parts[file_id]

@@ -30,13 +30,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from files_api.errors import DomainError, Unavailable
-from files_api.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from files_api.store import (
+    NEWEST_FIRST,
+    WRITE_TIMINGS,
+    AuditEvent,
+    FileRecord,
+    content_hash,
+)
 from files_api.store.rows import (
     COLUMNS,
     DESCRIPTION,
@@ -378,6 +385,14 @@ class PostgresStore:
                 raise _unavailable() from e
             raise
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A transaction on a pooled connection, timed until its COMMIT returned (durable)."""
+        started = time.perf_counter()
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+        WRITE_TIMINGS.durable(time.perf_counter() - started)
+
     async def signing_secret(self, make: Callable[[], bytes]) -> bytes:
         async with self._connection() as conn:
             select = "SELECT value FROM meta WHERE key = 'signing_secret'"
@@ -397,7 +412,7 @@ class PostgresStore:
         audit: AuditEvent | None = None,
         naming: Naming | None = None,
     ) -> FileRecord:
-        async with self._connection() as conn, conn.transaction():
+        async with self._writing() as conn:
             record = await _settle_name(conn, record, naming)
             await _insert(conn, record, content, audit)
         return record
@@ -428,7 +443,7 @@ class PostgresStore:
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
         naming: Naming | None = None,
     ) -> FileRecord | None:
-        async with self._connection() as conn, conn.transaction():
+        async with self._writing() as conn:
             # The row lock holds off every other replica's update of this file until commit;
             # an exception from `change` leaves the block and rolls back.
             old = await _lock_live(conn, file_id, now_ns)
@@ -470,7 +485,7 @@ class PostgresStore:
         now_ns: int,
         check: Callable[[int], None],
     ) -> bool:
-        async with self._connection() as conn, conn.transaction():
+        async with self._writing() as conn:
             if await _pending_upload(conn, file_id, upload_id, now_ns) is None:
                 return False
             others = await conn.fetchval(
@@ -524,7 +539,7 @@ class PostgresStore:
         naming: Naming | None = None,
     ) -> FileRecord | None:
         file_id = upload.record.id
-        async with self._connection() as conn, conn.transaction():
+        async with self._writing() as conn:
             now = await _pending_upload(conn, file_id, upload.upload_id, record.updated_at_ns)
             if now is None or now.revision != upload.revision:
                 return None
@@ -540,7 +555,7 @@ class PostgresStore:
         check: Callable[[FileRecord], None] | None = None,
         audit: AuditEvent | None = None,
     ) -> bool:
-        async with self._connection() as conn, conn.transaction():
+        async with self._writing() as conn:
             record = await _lock_live(conn, file_id, now_ns)
             if record is None:
                 return False
@@ -590,6 +605,15 @@ class PostgresStore:
     async def clear(self) -> None:
         async with self._connection() as conn:
             await conn.execute("TRUNCATE upload_parts, uploads, audit, contents, files")
+
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE expires_at_ns > $1",
+                now_ns,
+            )
+        assert row is not None
+        return int(row[0]), int(row[1])
 
     async def purge_expired(self, now_ns: int) -> int:
         # FOR UPDATE re-reads each row as committed when it is locked, so a file whose expiry

@@ -25,7 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from files_api.store import NEWEST_FIRST, AuditEvent, FileRecord, content_hash
+from files_api.store import (
+    NEWEST_FIRST,
+    WRITE_TIMINGS,
+    AuditEvent,
+    FileRecord,
+    content_hash,
+)
 from files_api.store.rows import (
     COLUMNS,
     FIELDS,
@@ -406,7 +412,12 @@ class SqliteStore:
         `size` (bytes of content written) keeps one group under GROUP_BYTES, so a burst of
         large uploads does not make every write in it wait for all of them.
         """
-        return await self._enqueue(work, size)
+        future = self._enqueue(work, size)
+        started = time.perf_counter()
+        try:
+            return await future
+        finally:
+            WRITE_TIMINGS.durable(time.perf_counter() - started)
 
     def _enqueue(self, work: Callable[[sqlite3.Connection], T], size: int = 0) -> asyncio.Future[T]:
         """Queues `work` at once, behind every write queued before; its future resolves when
@@ -433,6 +444,7 @@ class SqliteStore:
             self._flush_scheduled = bool(self._queue)
         if self._flush_scheduled and self._writer is not None:
             self._writer.submit(self._commit_pending, loop)  # the rest, after this group
+        WRITE_TIMINGS.group(len(batch))
         loop.call_soon_threadsafe(_resolve, self._run_group(batch))
 
     def _run_group(self, batch: list[_Queued]) -> list[_Outcome]:
@@ -750,6 +762,14 @@ class SqliteStore:
                 conn.execute(f"DELETE FROM {table}")
 
         await self._write(clear)
+
+    async def totals(self, now_ns: int) -> tuple[int, int]:
+        def count(conn: sqlite3.Connection) -> tuple[int, int]:
+            query = "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE expires_at_ns > ?"
+            files, size = conn.execute(query, (now_ns,)).fetchone()
+            return int(files), int(size)
+
+        return await self._read(count)  # on a reader thread: it walks the whole table
 
     async def purge_expired(self, now_ns: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
