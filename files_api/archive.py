@@ -760,8 +760,13 @@ async def _verify(url: str, expected: dict[str, str], audit_records: int) -> Non
 
 def backup(url: str, path: str) -> int:
     """`files-api backup`: SQLite's online backup API into `path` (mode 0600: it holds the
-    secret), a few pages at a time so a running server's writes go on, then `PRAGMA
-    integrity_check` on the copy. Written beside `path` and renamed into it when sound."""
+    secret), then `PRAGMA integrity_check` on the copy. Written beside `path` and renamed into
+    it when sound.
+
+    All pages in one step, that is in one read transaction: in WAL mode a running server's
+    writes go on meanwhile (they only keep the WAL from being checkpointed). Copied a few pages
+    at a time instead, the backup would start over after every write of another connection,
+    and under a steady writer never end."""
     kind = store_kind(url)
     if kind in ("postgresql",):
         raise ArchiveError(
@@ -776,11 +781,11 @@ def backup(url: str, path: str) -> int:
     with private_file(partial):
         pass
     try:
-        source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+        source = sqlite3.connect(source_path)
         target = sqlite3.connect(partial)
         try:
             source.execute("PRAGMA busy_timeout = 10000")
-            source.backup(target, pages=1024)
+            source.backup(target)
             (pages,) = target.execute("PRAGMA page_count").fetchone()
             result = [row[0] for row in target.execute("PRAGMA integrity_check")]
         finally:

@@ -497,3 +497,52 @@ async def _sha256s(url: str) -> dict[str, str]:
             }
     finally:
         await store.close()
+
+
+# --- backup -------------------------------------------------------------------------------
+
+
+def test_backup_while_a_writer_runs_serves_every_acknowledged_file(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path}/live.db"
+    copy = tmp_path / "copy.db"
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    with threaded_server(source) as server:
+
+        def write() -> None:
+            index = 0
+            while not stop.is_set():
+                index += 1
+                content = os.urandom(index % 7 * 40_000 + 1)
+                file = server.stub.Create(
+                    fs.CreateFileRequest(folder_id="b1gone", name=f"n{index}", content=content)
+                )
+                acknowledged.append(file.id)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            while len(acknowledged) < 50 and writer.is_alive():
+                stop.wait(0.01)
+            before = list(acknowledged)
+            result = run_server_command("backup", "--store", source, "--out", str(copy))
+            during = len(acknowledged) - len(before)
+        finally:
+            stop.set()
+            writer.join()
+        expected = {i: server.stub.Get(fs.GetFileRequest(file_id=i)) for i in before}
+    assert result.returncode == 0, result.stderr
+    assert "integrity_check ok" in result.stderr
+    assert during > 0  # the writer went on while the copy was made
+    assert os.stat(copy).st_mode & 0o777 == 0o600
+    with threaded_server(f"sqlite:///{copy}") as restored:
+        for file_id, file in expected.items():
+            assert restored.stub.Get(fs.GetFileRequest(file_id=file_id)) == file
+
+
+def test_backup_refuses_postgresql_and_points_to_pg_dump(tmp_path: Path) -> None:
+    result = run_server_command(
+        "backup", "--store", "postgresql://u:p@127.0.0.1:1/db", "--out", str(tmp_path / "x.db")
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "pg_dump" in result.stderr
