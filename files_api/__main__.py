@@ -56,6 +56,8 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "database connections per replica (PostgreSQL; default 10, or pool_size in the URL)"),
     ("--auth-keys", "FILES_AUTH_KEYS", "auth_keys", str, "FILE",
      "API keys file (see `keys add`); without it every caller is anonymous"),
+    ("--seed", "FILES_SEED", "seed", str, "FILE",
+     "an archive (see `export`) to load a memory: store from at start"),
 ]  # fmt: skip
 
 

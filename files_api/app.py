@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 
+from files_api.archive import seed_store
 from files_api.auth import Authenticator, KeysFile
 from files_api.domain import Core, Drive, Files
 from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
@@ -79,6 +80,7 @@ class Settings:
     allow_anonymous: bool = False
     pool_size: int | None = None
     workers: int = 1
+    seed: str | None = None  # an archive a memory: store is loaded from at start
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -208,6 +210,8 @@ class Server:
         auth = self._authenticator()
         _quiet_client_faults()
         await self.core.store.open()
+        if settings.seed is not None:
+            await seed_store(self.core.store, settings.store, settings.seed)
         await self.core.start()
 
         self._grpc = grpc.aio.server(

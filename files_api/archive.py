@@ -66,7 +66,7 @@ _MANIFEST, _SECRET, _FILES, _UPLOADS, _AUDIT = (
 _CONTENT = "content/"
 
 
-class ArchiveError(Exception):
+class ArchiveError(ValueError):
     """A bad archive or a refused import: the message names the entry; nothing was stored."""
 
 
@@ -394,7 +394,7 @@ async def read_archive(
 ) -> Summary:
     """Loads an archive into the store in one transaction: all of it, or (raising
     ArchiveError) none of it."""
-    entry = "the archive"
+    entry = name
     damaged: tuple[type[BaseException], ...] = (
         tarfile.TarError,
         EOFError,
@@ -419,9 +419,9 @@ async def read_archive(
                     continue
                 await _read_member(tar, member, loader, reading, merge=merge, now_ns=now_ns())
                 progress.tick(reading.files, reading.content_bytes)
-            entry = "the archive"
+            entry = name
             if reading is None:
-                raise ArchiveError("the archive: empty, no manifest.json")
+                raise ArchiveError(f"{name}: empty, no {_MANIFEST}")
             _check_complete(reading)
             if reading.secret is not None and not (merge and await loader.has_secret()):
                 await loader.put_secret(reading.secret)
@@ -623,6 +623,18 @@ def store_kind(url: str) -> str:
 # --- the commands -----------------------------------------------------------------------------
 
 
+async def seed_store(store: FileStore, url: str, path: str) -> None:
+    """`serve --seed FILE`: the archive loaded into a `memory:` store as the server starts
+    (before it makes its signing secret, so the archive's is the one it uses)."""
+    if store_kind(url) != "memory":
+        raise ArchiveError(
+            f"--seed loads a memory: store, not {store_kind(url)}:"
+            " fill other stores once with `files-api import`"
+        )
+    with open(path, "rb") as source:
+        await read_archive(store, source, path, quiet=True)
+
+
 def _refuse_memory(url: str, what: str) -> None:
     if store_kind(url) == "memory":
         raise ArchiveError(
@@ -730,7 +742,7 @@ async def _import_stream(url: str, source: IO[bytes]) -> Summary:
     store = open_store(url)
     await store.open()
     try:
-        return await read_archive(store, source, "migrate.tar")
+        return await read_archive(store, source, "the export stream.tar")
     finally:
         await store.close()
 

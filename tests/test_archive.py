@@ -14,14 +14,18 @@ import subprocess
 import sys
 import tarfile
 import threading
+import urllib.request
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import grpc
 import pytest
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from files_api import archive
 from files_api.store import AuditEvent, FileRecord, Upload, open_store
+from files_api.testing import FilesApiServer
 from tests.inprocess import store_for, threaded_server
 from tests.support import run_server_command
 
@@ -161,7 +165,7 @@ class Seen:
             return [(r.status, r.body) for r in (server.http("GET", link) for link in self.links)]
 
 
-async def _contents(url: str) -> dict[str, tuple[str, list[AuditEvent]]]:
+async def _contents(url: str, files: int = 300) -> dict[str, tuple[str, list[AuditEvent]]]:
     """Each live file's content SHA-256 and audit trail, and the pending upload's parts."""
     store = open_store(url)
     await store.open()
@@ -169,11 +173,11 @@ async def _contents(url: str) -> dict[str, tuple[str, list[AuditEvent]]]:
         seen: dict[str, tuple[str, list[AuditEvent]]] = {}
         async with store.snapshot(NOW) as snapshot:
             ids = [record.id async for record in snapshot.files()]
-        for file_id in [*ids, f"f{300:019d}"]:
+        for file_id in [*ids, f"f{files:019d}"]:
             content = await store.content(file_id, NOW)
             digest = "" if content is None else hashlib.sha256(content).hexdigest()
             seen[file_id] = (digest, await store.audit_log(file_id))
-        upload = await store.pending_upload(f"f{301:019d}", "up1", NOW)
+        upload = await store.pending_upload(f"f{files + 1:019d}", "up1", NOW)
         assert upload is not None
         seen["upload"] = (repr(upload), [])
         return seen
@@ -428,7 +432,7 @@ def test_archive_lines_round_trip_every_field() -> None:
 
 MIGRATE_FILES = 64
 MIGRATE_CONTENT = 16 * 2**20  # 1 GiB in all, about 40 s here; 2 GiB would double that
-RSS_BOUND_KIB = 160 * 1024
+RSS_BOUND_KIB = 320 * 1024  # the issue's "a few hundred MiB at most"
 
 # Runs the command in a child of its own and prints that child's peak RSS (KiB) last on stderr:
 # the test's own process, its server threads and the PostgreSQL cluster stay out of the figure.
@@ -463,10 +467,11 @@ def test_migrate_copies_a_big_store_in_bounded_memory(
     stores: tuple[str, str], tmp_path: Path
 ) -> None:
     """1 GiB of 16 MiB contents from SQLite to PostgreSQL: the migrating process's peak RSS
-    stays under 160 MiB (99 MiB measured, the same as for 512 MiB). What it
-    holds is a few copies of one content on the export side of the pipe, 1 MiB pieces on the
-    import side, and the interpreter: nothing grows with the number of files, so 2 GiB or
-    10 GiB of such contents migrates within the same bound."""
+    stays under 320 MiB. Measured: 99 MiB in most runs, for 512 MiB and 1 GiB alike, and once
+    239 MiB with the machine under load (freed 16 MiB buffers that glibc kept rather than gave
+    back). What it holds is a few copies of one content on the export side of the pipe, 1 MiB
+    pieces on the import side, and the interpreter; nothing grows with the number of files,
+    so 2 GiB or 10 GiB of such contents stays within the same bound."""
     source, target = stores
     digests = asyncio.run(_populate_big(source))
     result = subprocess.run(
@@ -546,3 +551,44 @@ def test_backup_refuses_postgresql_and_points_to_pg_dump(tmp_path: Path) -> None
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "pg_dump" in result.stderr
+
+
+# --- seed ---------------------------------------------------------------------------------
+
+
+def test_a_memory_server_starts_and_resets_to_its_seed(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path}/source.db"
+    asyncio.run(_populate(source, files=12))
+    before = Seen(source, link_ids=[f"f{4:019d}"])
+    seed = tmp_path / "seed.tar.gz"
+    _export(source, seed)
+    with FilesApiServer(seed=str(seed)) as server:
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = file_service_pb2_grpc.FileServiceStub(channel)
+            for file_id, file in before.gets.items():
+                assert stub.Get(fs.GetFileRequest(file_id=file_id)) == file
+            stub.Delete(fs.DeleteFileRequest(file_id=f"f{4:019d}"))
+            server.reset()
+            assert stub.Get(fs.GetFileRequest(file_id=f"f{4:019d}")) == before.gets[f"f{4:019d}"]
+        link = f"{server.http_url}{before.links[0]}"  # made before the export
+        with urllib.request.urlopen(link, timeout=60) as response:
+            downloaded = hashlib.sha256(response.read()).hexdigest()
+    assert downloaded == asyncio.run(_contents(source, files=12))[f"f{4:019d}"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--store", "sqlite:///x.db"], "--seed loads a memory: store, not sqlite:"),
+        (["--store", "memory:"], "not-an-archive.tar: truncated or damaged"),
+    ],
+)
+def test_serve_refuses_a_seed_it_cannot_load(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "not-an-archive.tar").write_bytes(b"junk" * 300)
+    args = [a.replace("x.db", str(tmp_path / "x.db")) for a in args]
+    result = run_server_command(
+        "serve", *args, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+        "--seed", str(tmp_path / "not-an-archive.tar"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert message in result.stderr, result.stderr
