@@ -27,7 +27,7 @@ from files_api import archive
 from files_api.store import AuditEvent, FileRecord, Upload, open_store
 from files_api.testing import FilesApiServer
 from tests.inprocess import store_for, threaded_server
-from tests.support import run_server_command
+from tests.support import ROOT, run_server_command
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -592,3 +592,12 @@ def test_serve_refuses_a_seed_it_cannot_load(tmp_path: Path, args: list[str], me
     )  # fmt: skip
     assert result.returncode == 1
     assert message in result.stderr, result.stderr
+
+
+def test_the_readme_quotes_the_tests_own_figures() -> None:
+    section = (ROOT / "README.md").read_text().split("\n## Moving and keeping data\n")[1]
+    section = " ".join(section.split("\n## ")[0].split())
+    gib = MIGRATE_FILES * MIGRATE_CONTENT // 2**30
+    assert f"{gib} GiB in under {RSS_BOUND_KIB // 1024} MiB of peak RSS" in section
+    assert f"every {archive.PROGRESS_SECONDS:g} seconds" in section
+    assert f"format version {archive.VERSION}" in section
