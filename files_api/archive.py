@@ -316,18 +316,21 @@ def _add_spooled(tar: tarfile.TarFile, name: str, lines: IO[bytes]) -> None:
 
 @contextlib.contextmanager
 def private_file(path: str) -> Iterator[IO[bytes]]:
-    """A new file (or an emptied one) with mode 0600 from its first byte: the archive may hold
-    the signing secret. Removed again when the block fails, so no half archive stays behind."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """A new file with mode 0600 from its first byte (the archive may hold the signing secret),
+    written beside `path` and renamed onto it once complete and synced: an older archive of
+    that name stays whole until then, and a failed write leaves nothing behind."""
+    partial = f"{path}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
+        os.replace(partial, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            os.unlink(partial)
         raise
 
 
@@ -515,8 +518,11 @@ async def _read_member(
                 event = _audit_from_json(line)
             except (KeyError, TypeError, ValueError) as e:
                 raise ArchiveError(f"{entry} line {number}: {_reason(e)}") from None
-            await loader.put_audit(event)
             reading.audit += 1
+            # A merge brings the history of the files it adds, no other: a second merge of
+            # the same archive then adds nothing twice.
+            if not merge or event.file_id in reading.loaded:
+                await loader.put_audit(event)
     else:
         raise ArchiveError(f"{entry}: not an entry this format has")
 
@@ -790,8 +796,8 @@ def backup(url: str, path: str) -> int:
     if not os.path.exists(source_path):
         raise ArchiveError(f"no SQLite store at {source_path}")
     partial = f"{path}.partial"
-    with private_file(partial):
-        pass
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    os.chmod(partial, 0o600)
     try:
         source = sqlite3.connect(source_path)
         target = sqlite3.connect(partial)

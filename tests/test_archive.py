@@ -165,7 +165,9 @@ class Seen:
             return [(r.status, r.body) for r in (server.http("GET", link) for link in self.links)]
 
 
-async def _contents(url: str, files: int = 300) -> dict[str, tuple[str, list[AuditEvent]]]:
+async def _contents(
+    url: str, files: int = 300, *, upload: bool = True
+) -> dict[str, tuple[str, list[AuditEvent]]]:
     """Each live file's content SHA-256 and audit trail, and the pending upload's parts."""
     store = open_store(url)
     await store.open()
@@ -177,9 +179,10 @@ async def _contents(url: str, files: int = 300) -> dict[str, tuple[str, list[Aud
             content = await store.content(file_id, NOW)
             digest = "" if content is None else hashlib.sha256(content).hexdigest()
             seen[file_id] = (digest, await store.audit_log(file_id))
-        upload = await store.pending_upload(f"f{files + 1:019d}", "up1", NOW)
-        assert upload is not None
-        seen["upload"] = (repr(upload), [])
+        if upload:
+            pending = await store.pending_upload(f"f{files + 1:019d}", "up1", NOW)
+            assert pending is not None
+            seen["upload"] = (repr(pending), [])
         return seen
     finally:
         await store.close()
@@ -223,7 +226,10 @@ def test_import_refuses_a_store_with_files_unless_merging(
     refused = run_server_command("import", "--store", target, "--in", str(out))
     assert refused.returncode == 1
     assert refused.stderr.strip().endswith("use --merge"), refused.stderr
+    history = asyncio.run(_contents(target, files=20, upload=False))
     assert "20 skipped as their ids exist" in _import(target, out, "--merge")
+    assert asyncio.run(_contents(target, files=20, upload=False)) == history  # no history twice
+    assert (tmp_path / "a.tar.gz").exists() and not (tmp_path / "a.tar.gz.partial").exists()
 
 
 def test_memory_stores_are_refused_where_they_make_no_sense(tmp_path: Path) -> None:

@@ -165,7 +165,8 @@ class Loader(Protocol):
     async def is_empty(self) -> bool:
         """No file (expired ones included), audit record or upload was stored before."""
 
-    async def has_file(self, file_id: str) -> bool: ...
+    async def has_file(self, file_id: str) -> bool:
+        """Whether a file or a pending upload has this id (expired ones too)."""
 
     async def has_secret(self) -> bool: ...
 

@@ -294,7 +294,8 @@ class _MemoryLoader:
         return not (store._records or store._audit or store._uploads)
 
     async def has_file(self, file_id: str) -> bool:
-        return file_id in self.store._records or file_id in self.records
+        taken = (self.store._records, self.store._uploads, self.records)
+        return any(file_id in ids for ids in taken)
 
     async def has_secret(self) -> bool:
         return self.store._secret is not None

@@ -720,7 +720,13 @@ class _PostgresLoader:
         )
 
     async def has_file(self, file_id: str) -> bool:
-        return bool(await self.conn.fetchval("SELECT 1 FROM files WHERE id = $1", file_id))
+        return bool(
+            await self.conn.fetchval(
+                "SELECT 1 FROM files WHERE id = $1 UNION ALL SELECT 1 FROM uploads"
+                " WHERE file_id = $1",
+                file_id,
+            )
+        )
 
     async def has_secret(self) -> bool:
         return bool(await self.conn.fetchval("SELECT 1 FROM meta WHERE key = 'signing_secret'"))

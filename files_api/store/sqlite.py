@@ -885,7 +885,11 @@ class _SqliteLoader:
         )
 
     async def has_file(self, file_id: str) -> bool:
-        return bool(self.conn.execute("SELECT 1 FROM files WHERE id = ?", (file_id,)).fetchone())
+        row = self.conn.execute(
+            "SELECT 1 FROM files WHERE id = ? UNION ALL SELECT 1 FROM uploads WHERE file_id = ?",
+            (file_id, file_id),
+        ).fetchone()
+        return row is not None
 
     async def has_secret(self) -> bool:
         row = self.conn.execute("SELECT 1 FROM meta WHERE key = 'signing_secret'").fetchone()
