@@ -223,7 +223,8 @@ class MemoryStore:
         yield _MemorySnapshot(
             {i: r for i, r in self._records.items() if r.expires_at_ns > now_ns},
             dict(self._contents),
-            [e for events in self._audit.values() for e in events],
+            # Kept by file here: in time order across files (each file's own order stays).
+            sorted((e for events in self._audit.values() for e in events), key=_event_time),
             {i: u for i, u in self._uploads.items() if u.expires_at_ns > now_ns},
             {file_id: dict(parts) for file_id, parts in self._parts.items()},
             self._secret,
@@ -246,11 +247,15 @@ class MemoryStore:
             self._secret = loader.secret
 
 
+def _event_time(event: AuditEvent) -> int:
+    return event.time_ns
+
+
 @dataclasses.dataclass
 class _MemorySnapshot:
     records: dict[str, FileRecord]
     contents: dict[str, Content]
-    events: list[AuditEvent]  # by file, then in order: the memory store keeps them so
+    events: list[AuditEvent]
     pending: dict[str, Upload]
     parts: dict[str, dict[int, bytes]]
     stored_secret: bytes | None
