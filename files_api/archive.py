@@ -649,11 +649,21 @@ def _refuse_memory(url: str, what: str) -> None:
         )
 
 
+def _require_source(url: str) -> None:
+    """A SQLite store to read from must exist: opening a mistyped path would make an empty
+    store, and its export an empty archive."""
+    if store_kind(url) == "sqlite":
+        path = open_store(url).path  # type: ignore[attr-defined]
+        if not os.path.exists(path):
+            raise ArchiveError(f"no SQLite store at {path}")
+
+
 async def export_store(
     url: str, path: str, *, with_secret: bool = True, with_uploads: bool = True
 ) -> Summary:
     """`files-api export`: the store's snapshot into a new archive file (mode 0600)."""
     _refuse_memory(url, "export")
+    _require_source(url)
     store = open_store(url)
     await store.open()
     try:
@@ -673,13 +683,13 @@ async def export_store(
 async def import_store(url: str, path: str, *, merge: bool = False) -> Summary:
     """`files-api import`: an archive file into the store, whole or not at all."""
     _refuse_memory(url, "import into")
-    store = open_store(url)
-    await store.open()
-    try:
-        with open(path, "rb") as source:
+    with open(path, "rb") as source:  # before the store: a mistyped name creates nothing
+        store = open_store(url)
+        await store.open()
+        try:
             return await read_archive(store, source, path, merge=merge)
-    finally:
-        await store.close()
+        finally:
+            await store.close()
 
 
 def migrate(
@@ -690,6 +700,7 @@ def migrate(
     the commit: every exported file there with the same SHA-256, and the same counts."""
     _refuse_memory(from_url, "migrate from")
     _refuse_memory(to_url, "migrate into")
+    _require_source(from_url)
     if from_url == to_url:
         raise ArchiveError("--from and --to are the same store")
     read_end, write_end = os.pipe()
@@ -792,9 +803,8 @@ def backup(url: str, path: str) -> int:
         )
     if kind == "memory":
         raise ArchiveError("a memory: store has nothing on disk to back up")
+    _require_source(url)
     source_path = open_store(url).path  # type: ignore[attr-defined]
-    if not os.path.exists(source_path):
-        raise ArchiveError(f"no SQLite store at {source_path}")
     partial = f"{path}.partial"
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     os.chmod(partial, 0o600)

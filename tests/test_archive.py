@@ -641,3 +641,17 @@ async def test_every_backend_round_trips_through_an_archive_in_process(store_url
         assert await _everything(fresh) == await _everything(source)
     finally:
         await source.close()
+
+
+def test_a_mistyped_name_creates_nothing(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path}/missing/files.db"
+    for command, message in (
+        (["export", "--store", missing, "--out", str(tmp_path / "x.tar")], "no SQLite store"),
+        (["import", "--store", missing, "--in", str(tmp_path / "x.tar")], "No such file"),
+        (["migrate", "--from", missing, "--to", f"sqlite:///{tmp_path}/y.db"], "no SQLite store"),
+        (["backup", "--store", missing, "--out", str(tmp_path / "y.db")], "no SQLite store"),
+    ):
+        result = run_server_command(*command)
+        assert result.returncode == 1 and message in result.stderr, (command, result.stderr)
+        assert result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
