@@ -17,14 +17,18 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from google.protobuf import timestamp_pb2
 
-from files_api.app import Settings, serve, serve_workers, version
+from files_api import archive, version
+from files_api.app import Settings, serve, serve_workers
 from files_api.auth import ALL_FOLDERS, KeyEntry, KeyRing, add_key, revoke_key
 from files_api.observe import configure_logging
 from files_api.store import AuditEvent, open_store
+
+if TYPE_CHECKING:
+    from files_api.archive import Summary
 
 # (flag, environment variable, Settings field, type, metavar, help)
 _FLAGS: list[tuple[str, str, str, type, str, str]] = [
@@ -60,12 +64,14 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      " also on with OTEL_TRACES_EXPORTER=otlp, off otherwise)"),
     ("--log-format", "FILES_LOG_FORMAT", "log_format", str, "text|json",
      "log lines as text, or as JSON objects (time, level, logger, message, request_id, ...)"),
+    ("--seed", "FILES_SEED", "seed", str, "FILE",
+     "an archive (see `export`) to load a memory: store from at start"),
 ]  # fmt: skip
 
 
 PROG = "files-api"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"  # OpenTelemetry's Prometheus exporter's port
-COMMANDS = ("serve", "keys", "audit")
+COMMANDS = ("serve", "keys", "audit", "export", "import", "migrate", "backup")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,12 +225,101 @@ def audit_command(argv: list[str]) -> None:
         print(f"{stamp}  {event.action:<6}  {event.subject}  {paths}  request={event.request_id}")
 
 
+def _store_flag(parser: argparse.ArgumentParser, flag: str = "--store", what: str = "") -> None:
+    parser.add_argument(
+        flag,
+        dest={"--store": "store", "--from": "from_", "--to": "to"}[flag],
+        default=os.environ.get("FILES_STORE", Settings().store) if flag == "--store" else None,
+        required=flag != "--store",
+        metavar="URL",
+        help=what or "the store (FILES_STORE; default %(default)s)",
+    )
+
+
+def _summary(verb: str, summary: Summary) -> str:
+    skipped = []
+    if summary.skipped_existing:
+        skipped.append(f"{summary.skipped_existing} skipped as their ids exist")
+    if summary.skipped_expired:
+        skipped.append(f"{summary.skipped_expired} skipped as expired")
+    tail = f" ({'; '.join(skipped)})" if skipped else ""
+    return (
+        f"{verb} {summary.files} files{tail}, {summary.content_bytes} content bytes,"
+        f" {summary.audit_records} audit records, {summary.uploads} pending uploads"
+    )
+
+
+def archive_command(command: str, argv: list[str]) -> None:
+    """`files-api export|import|migrate|backup`: one line on stderr when done, or exit 1 with
+    one line saying what is wrong (naming the archive's entry)."""
+    parser = _Parser(prog=f"{PROG} {command}")
+    if command == "migrate":
+        _store_flag(parser, "--from", "the store to copy (any server may keep serving it)")
+        _store_flag(parser, "--to", "the empty store to fill")
+        parser.add_argument(
+            "--verify",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="compare counts and every content's SHA-256 afterwards (default: on)",
+        )
+    else:
+        _store_flag(parser)
+    if command in ("export", "backup"):
+        parser.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    if command == "export":
+        parser.add_argument(
+            "--without-secret",
+            action="store_true",
+            help="leave the signing secret out (links and page tokens die with the old store)",
+        )
+    if command in ("export", "migrate"):
+        parser.add_argument(
+            "--without-uploads", action="store_true", help="leave pending uploads behind"
+        )
+    if command == "import":
+        parser.add_argument("--in", dest="source", required=True, metavar="FILE")
+        parser.add_argument(
+            "--merge", action="store_true", help="into a store with files: skip ids it has"
+        )
+    args = parser.parse_args(argv)
+    try:
+        if command == "export":
+            summary = asyncio.run(
+                archive.export_store(
+                    args.store,
+                    args.out,
+                    with_secret=not args.without_secret,
+                    with_uploads=not args.without_uploads,
+                )
+            )
+            print(_summary("exported", summary) + f" to {args.out}", file=sys.stderr)
+        elif command == "import":
+            summary = asyncio.run(archive.import_store(args.store, args.source, merge=args.merge))
+            print(_summary("imported", summary), file=sys.stderr)
+        elif command == "migrate":
+            summary = archive.migrate(
+                args.from_, args.to, verify=args.verify, with_uploads=not args.without_uploads
+            )
+            checked = " and verified" if args.verify else ""
+            print(_summary(f"migrated{checked}", summary), file=sys.stderr)
+        else:
+            pages = archive.backup(args.store, args.out)
+            print(f"backed up {pages} pages to {args.out}; integrity_check ok", file=sys.stderr)
+    except (archive.ArchiveError, OSError, ValueError) as e:
+        sys.exit(f"{PROG} {command}: {e}")
+
+
 def usage() -> str:
     return (
-        f"usage: {PROG} [serve] [FLAGS] | keys add|list|revoke ... | audit --file ID | --version\n"
+        f"usage: {PROG} [serve] [FLAGS] | keys add|list|revoke ... | audit --file ID"
+        " | export|import|migrate|backup ... | --version\n"
         f"\n  serve   run the server (the default): {PROG} serve --help lists its flags\n"
         "  keys    add, list or revoke API keys in a keys file\n"
         "  audit   print a file's history from the store\n"
+        "  export  --store URL --out FILE: the store as an archive (.tar, .tar.gz, .tar.zst)\n"
+        "  import  --store URL --in FILE: an archive into an empty store (or --merge)\n"
+        "  migrate --from URL --to URL: one store into another, verified\n"
+        "  backup  --store sqlite:///... --out FILE.db: an online copy of a SQLite store\n"
     )
 
 
@@ -243,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         keys_command(rest)
     elif command == "audit":
         audit_command(rest)
+    elif command in ("export", "import", "migrate", "backup"):
+        archive_command(command, rest)
     else:
         run(parse_args(rest))
 

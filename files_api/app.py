@@ -16,7 +16,6 @@ import ssl
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio ships no types for it
 
+from files_api import version
+from files_api.archive import seed_store
 from files_api.auth import Authenticator, KeysFile
 from files_api.domain import Core, Drive, Files
 from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
@@ -102,6 +103,7 @@ class Settings:
     metrics_listen: str = "off"
     # Besides OTEL_TRACES_EXPORTER=otlp and the other OTEL_* variables (files_api.tracing).
     otlp_endpoint: str | None = None
+    seed: str | None = None  # an archive a memory: store is loaded from at start
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -235,6 +237,8 @@ class Server:
         auth = self._authenticator()
         _quiet_client_faults()
         await self.core.store.open()
+        if settings.seed is not None:
+            await seed_store(self.core.store, settings.store, settings.seed)
         await self.core.start()
 
         spans = self._start_tracing()
@@ -523,14 +527,6 @@ def _pass_on(sig: signal.Signals, workers: Sequence[BaseProcess]) -> None:
         if worker.pid is not None and worker.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, sig)
-
-
-def version() -> str:
-    """The installed distribution's version (`files-api --version`, `files_api_build_info`)."""
-    try:
-        return metadata.version("files-api")
-    except metadata.PackageNotFoundError:  # a checkout that was never installed
-        return "0+unknown"
 
 
 def _serve_metrics(listen: str, multiproc_dir: str | None = None) -> int:

@@ -20,6 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from files_api.app import Server, Settings
+from files_api.archive import seed_store
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -34,7 +35,8 @@ class FilesApiServer:
     `store` is any store URL the server takes (`memory:` by default; `sqlite:///path.db` or
     `postgresql://...` to run the same tests on those); `auth_keys` a keys file, as
     `files-api serve --auth-keys` takes. Any other server setting can be passed by name
-    (`url_ttl_seconds=60`, ...). Only loopback is ever listened on.
+    (`url_ttl_seconds=60`, `seed="fixtures.tar"` for a memory: store that starts, and is
+    reset, with an archive's files). Only loopback is ever listened on.
     """
 
     def __init__(
@@ -85,9 +87,16 @@ class FilesApiServer:
         return self
 
     def reset(self) -> None:
-        """Drops every file, its content and history, and every pending upload; the server
-        keeps serving on the same ports with the same signing key."""
-        self._call(self._running().core.store.clear())
+        """Drops every file, its content and history, and every pending upload, then loads
+        the seed archive again when there is one; the server keeps serving on the same ports
+        with the same signing key."""
+        self._call(self._reset())
+
+    async def _reset(self) -> None:
+        store = self._running().core.store
+        await store.clear()
+        if self.settings.seed is not None:
+            await seed_store(store, self.settings.store, self.settings.seed)
 
     def stop(self) -> None:
         """Drains and stops the server; stopping twice, or before starting, does nothing."""

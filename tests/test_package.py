@@ -18,8 +18,11 @@ import venv
 import zipfile
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
 
+from files_api.testing import FilesApiServer
 from tests.support import ROOT
 
 if TYPE_CHECKING:
@@ -132,6 +135,52 @@ def test_users_own_tests_run_on_the_fixture(
         "--files-api-store", url, suite, cwd=suite,
     )  # fmt: skip
     assert re.search(r"\b4 passed\b", out), out
+
+
+_SEEDED_SUITE = """
+import grpc
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2, file_service_pb2_grpc
+
+
+def names(stub):
+    page = stub.List(file_service_pb2.ListFilesRequest(folder_id="b1gteam"))
+    return [f.name for f in page.files]
+
+
+def test_starts_with_the_seed_and_deletes_it(files_api):
+    with grpc.insecure_channel(files_api.grpc_target) as channel:
+        stub = file_service_pb2_grpc.FileServiceStub(channel)
+        assert names(stub) == ["seeded.txt"]
+        stub.Delete(file_service_pb2.DeleteFileRequest(file_id="{file_id}"))
+        assert names(stub) == []
+
+
+def test_starts_with_the_seed_again(files_api):
+    with grpc.insecure_channel(files_api.grpc_target) as channel:
+        assert names(file_service_pb2_grpc.FileServiceStub(channel)) == ["seeded.txt"]
+"""
+
+
+def test_users_own_tests_start_from_a_seed(wheel_then_sdk: Env, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'seed.db'}"
+    with FilesApiServer(store) as server, grpc.insecure_channel(server.grpc_target) as channel:
+        stub = file_service_pb2_grpc.FileServiceStub(channel)
+        file = stub.Create(
+            file_service_pb2.CreateFileRequest(folder_id="b1gteam", name="seeded.txt", content=b"x")
+        )
+    seed = tmp_path / "seed.tar.zst"
+    exported = run(
+        wheel_then_sdk.path / "bin" / "files-api", "export", "--store", store, "--out", seed
+    )
+    assert exported == ""  # the summary goes to stderr
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_seeded.py").write_text(_SEEDED_SUITE.replace("{file_id}", file.id))
+    out = run(
+        wheel_then_sdk.python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        "--files-api-seed", seed, suite, cwd=suite,
+    )  # fmt: skip
+    assert re.search(r"\b2 passed\b", out), out
 
 
 def test_the_readme_context_manager_example_runs(wheel_then_sdk: Env, tmp_path: Path) -> None:

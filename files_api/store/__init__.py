@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+    from contextlib import AbstractAsyncContextManager
 
 
 def _ignore(_: float) -> None:
@@ -137,6 +138,68 @@ class Upload:
     revision: int = 0  # how many parts have been put: completion checks it did not move
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Counts:
+    """What a snapshot holds: live files, their content's bytes, audit records, pending uploads."""
+
+    files: int
+    content_bytes: int
+    audit_records: int
+    pending_uploads: int
+
+
+class Snapshot(Protocol):
+    """A store as it was at one instant (one read-only transaction), for `export`.
+
+    Every method reads that instant: writes committed after it began are not seen. Files come
+    in id order, audit records in the order they were stored; content is read one file at a
+    time, so what a reader holds is bounded by the largest content, not by the store.
+    """
+
+    async def counts(self) -> Counts: ...
+
+    async def secret(self) -> bytes | None: ...
+
+    def files(self) -> AsyncIterator[FileRecord]:
+        """The files live at the snapshot's `now_ns`."""
+
+    async def content(self, file_id: str) -> Content: ...
+
+    def audit(self) -> AsyncIterator[AuditEvent]: ...
+
+    def uploads(self) -> AsyncIterator[tuple[Upload, list[tuple[int, bytes]]]]:
+        """The uploads pending at `now_ns`, each with its parts as (number, bytes)."""
+
+
+class Loader(Protocol):
+    """One transaction that fills a store in bulk, for `import`: nothing of it is seen, and
+    nothing is kept, unless the `load()` block it came from ends without an exception.
+
+    Content goes in first as blobs under a key (the archive's SHA-256), then files and upload
+    parts name the blob they take; a blob no file took is dropped at the end.
+    """
+
+    async def is_empty(self) -> bool:
+        """No file (expired ones included), audit record or upload was stored before."""
+
+    async def has_file(self, file_id: str) -> bool:
+        """Whether a file or a pending upload has this id (expired ones too)."""
+
+    async def has_secret(self) -> bool: ...
+
+    async def put_secret(self, secret: bytes) -> None: ...
+
+    async def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
+        """Stores one content from its chunks (raising from the iterable rolls the load back)."""
+
+    async def put_file(self, record: FileRecord, blob: str) -> None: ...
+
+    async def put_audit(self, event: AuditEvent) -> None: ...
+
+    async def put_upload(self, upload: Upload, parts: list[tuple[int, str]]) -> None:
+        """A pending upload with its parts, each (number, blob key)."""
+
+
 class FileStore(Protocol):
     """What a backend does; `open_store` picks one by the URL's scheme."""
 
@@ -256,6 +319,12 @@ class FileStore(Protocol):
     async def purge_expired(self, now_ns: int) -> int:
         """Removes expired records with their content, and expired uploads; returns how many
         records."""
+
+    def snapshot(self, now_ns: int) -> AbstractAsyncContextManager[Snapshot]:
+        """The store at one instant, read in one read-only transaction until the block ends."""
+
+    def load(self) -> AbstractAsyncContextManager[Loader]:
+        """One bulk-load transaction, committed when the block ends without an exception."""
 
     async def clear(self) -> None:
         """Drops every file with its content and audit records, and every pending upload;

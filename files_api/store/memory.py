@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
 
-from files_api.store import NEWEST_FIRST
+from files_api.store import NEWEST_FIRST, Counts
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     from files_api.store import AuditEvent, Content, Cursor, FileRecord, Naming, Order, Upload
 
@@ -219,3 +220,109 @@ class MemoryStore:
             del self._records[file_id]
             del self._contents[file_id]
         return len(expired)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self, now_ns: int) -> AsyncIterator[_MemorySnapshot]:
+        # Shallow copies at one moment: records, events and contents are never changed in place.
+        yield _MemorySnapshot(
+            {i: r for i, r in self._records.items() if r.expires_at_ns > now_ns},
+            dict(self._contents),
+            # Kept by file here: in time order across files (each file's own order stays).
+            sorted((e for events in self._audit.values() for e in events), key=_event_time),
+            {i: u for i, u in self._uploads.items() if u.expires_at_ns > now_ns},
+            {file_id: dict(parts) for file_id, parts in self._parts.items()},
+            self._secret,
+        )
+
+    @contextlib.asynccontextmanager
+    async def load(self) -> AsyncIterator[_MemoryLoader]:
+        loader = _MemoryLoader(self)
+        yield loader
+        # Nothing awaits from here on: the load lands at once or, after an exception, not at all.
+        self._records.update(loader.records)
+        for file_id, blob in loader.contents.items():
+            self._contents[file_id] = loader.blobs[blob]
+        for event in loader.audit:
+            self._append(event)
+        for upload, parts in loader.uploads:
+            self._uploads[upload.record.id] = upload
+            self._parts[upload.record.id] = {n: loader.blobs[blob] for n, blob in parts}
+        if loader.secret is not None:
+            self._secret = loader.secret
+
+
+def _event_time(event: AuditEvent) -> int:
+    return event.time_ns
+
+
+@dataclasses.dataclass
+class _MemorySnapshot:
+    records: dict[str, FileRecord]
+    contents: dict[str, Content]
+    events: list[AuditEvent]
+    pending: dict[str, Upload]
+    parts: dict[str, dict[int, bytes]]
+    stored_secret: bytes | None
+
+    async def counts(self) -> Counts:
+        size = sum(r.size for r in self.records.values())
+        return Counts(len(self.records), size, len(self.events), len(self.pending))
+
+    async def secret(self) -> bytes | None:
+        return self.stored_secret
+
+    async def files(self) -> AsyncIterator[FileRecord]:
+        for file_id in sorted(self.records):
+            yield self.records[file_id]
+
+    async def content(self, file_id: str) -> Content:
+        return self.contents[file_id]
+
+    async def audit(self) -> AsyncIterator[AuditEvent]:
+        for event in self.events:
+            yield event
+
+    async def uploads(self) -> AsyncIterator[tuple[Upload, list[tuple[int, bytes]]]]:
+        for file_id in sorted(self.pending):
+            parts = self.parts.get(file_id, {})
+            yield self.pending[file_id], sorted(parts.items())
+
+
+class _MemoryLoader:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.blobs: dict[str, bytes] = {}
+        self.records: dict[str, FileRecord] = {}
+        self.contents: dict[str, str] = {}
+        self.audit: list[AuditEvent] = []
+        self.uploads: list[tuple[Upload, list[tuple[int, str]]]] = []
+        self.secret: bytes | None = None
+
+    async def is_empty(self) -> bool:
+        store = self.store
+        return not (store._records or store._audit or store._uploads)
+
+    async def has_file(self, file_id: str) -> bool:
+        taken = (self.store._records, self.store._uploads, self.records)
+        return any(file_id in ids for ids in taken)
+
+    async def has_secret(self) -> bool:
+        return self.store._secret is not None
+
+    async def put_secret(self, secret: bytes) -> None:
+        self.secret = secret
+
+    async def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
+        self.blobs[key] = b"".join(chunks)
+
+    async def put_file(self, record: FileRecord, blob: str) -> None:
+        if blob not in self.blobs:
+            raise KeyError(blob)
+        self.records[record.id] = record
+        self.contents[record.id] = blob
+
+    async def put_audit(self, event: AuditEvent) -> None:
+        self.audit.append(event)
+
+    async def put_upload(self, upload: Upload, parts: list[tuple[int, str]]) -> None:
+        self.uploads.append((upload, parts))

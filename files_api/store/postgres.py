@@ -41,6 +41,7 @@ from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
     AuditEvent,
+    Counts,
     FileRecord,
     content_hash,
 )
@@ -58,7 +59,7 @@ from files_api.store.rows import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 DEFAULT_POOL_SIZE = 10
 CHUNK_BYTES = 1024 * 1024
 PURGE_BATCH = 500
+PAGE_ROWS = 500  # snapshots read files and audit records in pages of this many
 
 # Taken for the whole migration transaction, so replicas starting together queue up and the
 # later ones find the schema current. Any bigint would do; this one spells "files".
@@ -287,6 +289,10 @@ async def _pending_upload(
     return upload_from_json(row[0], upload_id, row[1], row[2], row[3])
 
 
+def _audit_event(row: asyncpg.Record) -> AuditEvent:
+    return AuditEvent(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
+
+
 async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEvent | None) -> None:
     if event is not None:
         await conn.execute(
@@ -424,7 +430,7 @@ class PostgresStore:
                 " WHERE file_id = $1 ORDER BY seq",
                 file_id,
             )
-        return [AuditEvent(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
+        return [_audit_event(r) for r in rows]
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         async with self._connection() as conn:
@@ -635,6 +641,175 @@ class PostgresStore:
             purged += count
             if count < PURGE_BATCH:
                 return purged
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self, now_ns: int) -> AsyncIterator[_PostgresSnapshot]:
+        async with (
+            self._connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield _PostgresSnapshot(conn, now_ns)
+
+    @contextlib.asynccontextmanager
+    async def load(self) -> AsyncIterator[_PostgresLoader]:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE load_blobs (key text, seq integer, data bytea,"
+                " PRIMARY KEY (key, seq)) ON COMMIT DROP"
+            )
+            yield _PostgresLoader(conn)
+
+
+class _PostgresSnapshot:
+    def __init__(self, conn: asyncpg.pool.PoolConnectionProxy, now_ns: int) -> None:
+        self.conn = conn
+        self.now_ns = now_ns
+
+    async def counts(self) -> Counts:
+        row = await self.conn.fetchrow(
+            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE expires_at_ns > $1",
+            self.now_ns,
+        )
+        assert row is not None  # an aggregate always has its row
+        files, size = row
+        audit = await self.conn.fetchval("SELECT count(*) FROM audit")
+        uploads = await self.conn.fetchval(
+            "SELECT count(*) FROM uploads WHERE expires_at_ns > $1", self.now_ns
+        )
+        return Counts(files, int(size), audit, uploads)
+
+    async def secret(self) -> bytes | None:
+        secret = await self.conn.fetchval("SELECT value FROM meta WHERE key = 'signing_secret'")
+        return None if secret is None else bytes(secret)
+
+    async def files(self) -> AsyncIterator[FileRecord]:
+        after = ""
+        while True:
+            rows = await self.conn.fetch(
+                f"SELECT {COLUMNS} FROM files WHERE id > $1 AND expires_at_ns > $2 ORDER BY id"
+                " LIMIT $3",
+                after,
+                self.now_ns,
+                PAGE_ROWS,
+            )
+            for row in rows:
+                yield _record(row)
+            if len(rows) < PAGE_ROWS:
+                return
+            after = rows[-1][0]
+
+    async def content(self, file_id: str) -> bytearray:
+        size = await self.conn.fetchval(
+            "SELECT coalesce(sum(octet_length(data)), 0) FROM contents WHERE file_id = $1", file_id
+        )
+        return await _gather(self.conn, file_id, size)
+
+    async def audit(self) -> AsyncIterator[AuditEvent]:
+        after = 0
+        while True:
+            rows = await self.conn.fetch(
+                "SELECT file_id, time_ns, subject, action, paths, request_id, seq FROM audit"
+                " WHERE seq > $1 ORDER BY seq LIMIT $2",
+                after,
+                PAGE_ROWS,
+            )
+            for row in rows:
+                yield _audit_event(row)
+            if len(rows) < PAGE_ROWS:
+                return
+            after = rows[-1][6]
+
+    async def uploads(self) -> AsyncIterator[tuple[Upload, list[tuple[int, bytes]]]]:
+        rows = await self.conn.fetch(
+            "SELECT file_id, upload_id, parts, expires_at_ns, revision, record FROM uploads"
+            " WHERE expires_at_ns > $1 ORDER BY file_id",
+            self.now_ns,
+        )
+        for file_id, upload_id, parts, expires_at_ns, revision, record in rows:
+            upload = upload_from_json(record, upload_id, parts, expires_at_ns, revision)
+            data = await self.conn.fetch(
+                "SELECT number, data FROM upload_parts WHERE file_id = $1 ORDER BY number",
+                file_id,
+            )
+            yield upload, [(number, bytes(part)) for number, part in data]
+
+
+class _PostgresLoader:
+    def __init__(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        self.conn = conn
+
+    async def is_empty(self) -> bool:
+        return not await self.conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM files) OR EXISTS (SELECT 1 FROM audit)"
+            " OR EXISTS (SELECT 1 FROM uploads)"
+        )
+
+    async def has_file(self, file_id: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT 1 FROM files WHERE id = $1 UNION ALL SELECT 1 FROM uploads"
+                " WHERE file_id = $1",
+                file_id,
+            )
+        )
+
+    async def has_secret(self) -> bool:
+        return bool(await self.conn.fetchval("SELECT 1 FROM meta WHERE key = 'signing_secret'"))
+
+    async def put_secret(self, secret: bytes) -> None:
+        await self.conn.execute(
+            "INSERT INTO meta VALUES ('signing_secret', $1)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            secret,
+        )
+
+    async def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
+        # Row by row: executemany would take the whole iterable (the whole content) at once.
+        for seq, chunk in enumerate(chunks):
+            await self.conn.execute("INSERT INTO load_blobs VALUES ($1, $2, $3)", key, seq, chunk)
+        await self.conn.execute(
+            "INSERT INTO load_blobs VALUES ($1, -1, '') ON CONFLICT DO NOTHING", key
+        )  # a marker: the blob exists, even when it has no bytes
+
+    async def put_file(self, record: FileRecord, blob: str) -> None:
+        await self.conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", *_row(record))
+        status = await self.conn.execute(
+            "INSERT INTO contents SELECT $1, seq, data FROM load_blobs"
+            " WHERE key = $2 AND seq >= 0 AND octet_length(data) > 0",
+            record.id,
+            blob,
+        )
+        if status == "INSERT 0 0" and not await self._exists(blob):
+            raise KeyError(blob)
+
+    async def _exists(self, blob: str) -> bool:
+        return bool(
+            await self.conn.fetchval("SELECT 1 FROM load_blobs WHERE key = $1 AND seq = -1", blob)
+        )
+
+    async def put_audit(self, event: AuditEvent) -> None:
+        await _insert_audit(self.conn, event)
+
+    async def put_upload(self, upload: Upload, parts: list[tuple[int, str]]) -> None:
+        await self.conn.execute(
+            "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)",
+            upload.record.id,
+            upload.upload_id,
+            upload.parts,
+            upload.expires_at_ns,
+            upload_json(upload),
+            upload.revision,
+        )
+        for number, blob in parts:
+            if not await self._exists(blob):
+                raise KeyError(blob)
+            await self.conn.execute(
+                "INSERT INTO upload_parts SELECT $1, $2, coalesce(string_agg(data, ''::bytea"
+                " ORDER BY seq), ''::bytea) FROM load_blobs WHERE key = $3 AND seq >= 0",
+                upload.record.id,
+                number,
+                blob,
+            )
 
 
 def _closed(conn: asyncpg.pool.PoolConnectionProxy) -> bool:

@@ -12,6 +12,7 @@ mode no read waits behind a write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -20,7 +21,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,6 +30,7 @@ from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
     AuditEvent,
+    Counts,
     FileRecord,
     content_hash,
 )
@@ -47,6 +49,9 @@ from files_api.store.rows import (
 if TYPE_CHECKING:
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
+
+# Snapshots and loads read and write in pages of this many rows.
+PAGE_ROWS = 500
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +255,10 @@ def _insert_audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (*audit_row(event)[:4], _paths_json(event.paths), event.request_id),
         )
+
+
+def _audit_event(row: tuple[Any, ...]) -> AuditEvent:
+    return AuditEvent(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
 
 
 def _select_live(conn: sqlite3.Connection, file_id: str, now_ns: int) -> FileRecord | None:
@@ -563,7 +572,7 @@ class SqliteStore:
                 " WHERE file_id = ? ORDER BY seq",
                 (file_id,),
             ).fetchall()
-            return [AuditEvent(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
+            return [_audit_event(r) for r in rows]
 
         return await self._read(select)
 
@@ -782,3 +791,176 @@ class SqliteStore:
             return conn.execute("DELETE FROM files WHERE expires_at_ns <= ?", (now_ns,)).rowcount
 
         return await self._write(purge)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self, now_ns: int) -> AsyncIterator[_SqliteSnapshot]:
+        # A connection of its own in one read transaction: in WAL mode it sees the database as
+        # of its first read, whatever the writer commits meanwhile, and holds up no writer.
+        # Its reads block the caller's loop: it is for commands, not for a serving loop.
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM meta").fetchone()  # the snapshot starts here
+            yield _SqliteSnapshot(conn, now_ns)
+        finally:
+            conn.close()  # ends the read transaction
+
+    @contextlib.asynccontextmanager
+    async def load(self) -> AsyncIterator[_SqliteLoader]:
+        # One write transaction on a connection of its own, blocking the caller's loop like a
+        # snapshot: a server's writer on the same file waits for it (busy_timeout) or fails.
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TEMP TABLE load_blobs (key TEXT, seq INTEGER, data BLOB)")
+            conn.execute("CREATE INDEX temp.load_blobs_by_key ON load_blobs (key, seq)")
+            yield _SqliteLoader(conn)
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+
+
+class _SqliteSnapshot:
+    def __init__(self, conn: sqlite3.Connection, now_ns: int) -> None:
+        self.conn = conn
+        self.now_ns = now_ns
+
+    async def counts(self) -> Counts:
+        files, size = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE expires_at_ns > ?",
+            (self.now_ns,),
+        ).fetchone()
+        (audit,) = self.conn.execute("SELECT count(*) FROM audit").fetchone()
+        (uploads,) = self.conn.execute(
+            "SELECT count(*) FROM uploads WHERE expires_at_ns > ?", (self.now_ns,)
+        ).fetchone()
+        return Counts(files, size, audit, uploads)
+
+    async def secret(self) -> bytes | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'signing_secret'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def files(self) -> AsyncIterator[FileRecord]:
+        after = ""
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {COLUMNS} FROM files WHERE id > ? AND expires_at_ns > ? ORDER BY id"
+                " LIMIT ?",
+                (after, self.now_ns, PAGE_ROWS),
+            ).fetchall()
+            for row in rows:
+                yield row_record(row)
+            if len(rows) < PAGE_ROWS:
+                return
+            after = rows[-1][0]
+
+    async def content(self, file_id: str) -> bytes:
+        (content_id,) = self.conn.execute(
+            "SELECT content_id FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        if content_id == "":  # stored before content had chunks
+            query, key = "SELECT data FROM contents WHERE file_id = ?", file_id
+        else:
+            query, key = "SELECT data FROM chunks WHERE content_id = ? ORDER BY seq", content_id
+        return b"".join(data for (data,) in self.conn.execute(query, (key,)))
+
+    async def audit(self) -> AsyncIterator[AuditEvent]:
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT file_id, time_ns, subject, action, paths, request_id, seq FROM audit"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, PAGE_ROWS),
+            ).fetchall()
+            for row in rows:
+                yield _audit_event(row)
+            if len(rows) < PAGE_ROWS:
+                return
+            after = rows[-1][6]
+
+    async def uploads(self) -> AsyncIterator[tuple[Upload, list[tuple[int, bytes]]]]:
+        rows = self.conn.execute(
+            "SELECT file_id, upload_id, parts, expires_at_ns, revision, record FROM uploads"
+            " WHERE expires_at_ns > ? ORDER BY file_id",
+            (self.now_ns,),
+        ).fetchall()
+        for file_id, upload_id, parts, expires_at_ns, revision, record in rows:
+            upload = upload_from_json(record, upload_id, parts, expires_at_ns, revision)
+            data = self.conn.execute(
+                "SELECT number, data FROM upload_parts WHERE file_id = ? ORDER BY number",
+                (file_id,),
+            ).fetchall()
+            yield upload, [(number, bytes(part)) for number, part in data]
+
+
+class _SqliteLoader:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def is_empty(self) -> bool:
+        return not any(
+            self.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+            for table in ("files", "audit", "uploads")
+        )
+
+    async def has_file(self, file_id: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM files WHERE id = ? UNION ALL SELECT 1 FROM uploads WHERE file_id = ?",
+            (file_id, file_id),
+        ).fetchone()
+        return row is not None
+
+    async def has_secret(self) -> bool:
+        row = self.conn.execute("SELECT 1 FROM meta WHERE key = 'signing_secret'").fetchone()
+        return row is not None
+
+    async def put_secret(self, secret: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('signing_secret', ?)", (secret,))
+
+    async def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
+        rows = ((key, seq, chunk) for seq, chunk in enumerate(chunks))
+        self.conn.executemany("INSERT INTO load_blobs VALUES (?, ?, ?)", rows)
+        if self.conn.execute("SELECT 1 FROM load_blobs WHERE key = ?", (key,)).fetchone() is None:
+            # An empty content is one empty chunk, as `_chunk_rows` writes it.
+            self.conn.execute("INSERT INTO load_blobs VALUES (?, 0, x'')", (key,))
+
+    async def put_file(self, record: FileRecord, blob: str) -> None:
+        content_id = secrets.token_hex(10)
+        copied = self.conn.execute(
+            "INSERT INTO chunks SELECT ?, seq, data FROM load_blobs WHERE key = ? ORDER BY seq",
+            (content_id, blob),
+        ).rowcount
+        if not copied:
+            raise KeyError(blob)
+        self.conn.execute(
+            f"INSERT INTO files ({COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
+            (*record_row(record), content_id),
+        )
+
+    async def put_audit(self, event: AuditEvent) -> None:
+        _insert_audit(self.conn, event)
+
+    async def put_upload(self, upload: Upload, parts: list[tuple[int, str]]) -> None:
+        self.conn.execute(
+            "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                upload.record.id,
+                upload.upload_id,
+                upload.parts,
+                upload.expires_at_ns,
+                upload_json(upload),
+                upload.revision,
+            ),
+        )
+        for number, blob in parts:
+            chunks = self.conn.execute(
+                "SELECT data FROM load_blobs WHERE key = ? ORDER BY seq", (blob,)
+            ).fetchall()
+            if not chunks:
+                raise KeyError(blob)
+            data = b"".join(chunk for (chunk,) in chunks)
+            self.conn.execute(
+                "INSERT INTO upload_parts VALUES (?, ?, ?)", (upload.record.id, number, data)
+            )
