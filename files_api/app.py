@@ -26,7 +26,6 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio ships no types for it
 
 from files_api import version
-from files_api.archive import seed_store
 from files_api.auth import Authenticator, KeysFile
 from files_api.domain import Core, Drive, Files
 from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
@@ -61,6 +60,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from multiprocessing.process import BaseProcess
 
+    from files_api.store import FileStore
     from files_api.tracing import Tracing
 
 log = logging.getLogger("files_api")
@@ -238,7 +238,7 @@ class Server:
         _quiet_client_faults()
         await self.core.store.open()
         if settings.seed is not None:
-            await seed_store(self.core.store, settings.store, settings.seed)
+            await _seed(self.core.store, settings.store, settings.seed)
         await self.core.start()
 
         spans = self._start_tracing()
@@ -431,6 +431,13 @@ class Server:
 # tens of container objects per call ran a collection every few calls, and 35 us of every
 # Update went to the collector (see docs/performance.md).
 GC_YOUNG_THRESHOLD = 20_000
+
+
+async def _seed(store: FileStore, url: str, seed: str) -> None:
+    # Imported here: only a seeded start pays for tarfile and zstandard.
+    from files_api.archive import seed_store  # noqa: PLC0415
+
+    await seed_store(store, url, seed)
 
 
 def tune_gc() -> None:

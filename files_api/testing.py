@@ -20,7 +20,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from files_api.app import Server, Settings
-from files_api.archive import seed_store
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -96,6 +95,9 @@ class FilesApiServer:
         store = self._running().core.store
         await store.clear()
         if self.settings.seed is not None:
+            # Imported here: only a seeded start pays for tarfile and zstandard.
+            from files_api.archive import seed_store  # noqa: PLC0415
+
             await seed_store(store, self.settings.store, self.settings.seed)
 
     def stop(self) -> None:
