@@ -245,7 +245,9 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
     async def GetUrl(
         self, request: file_service_pb2.GetFileUrlRequest, caller: Caller, _: dict[str, str]
     ) -> file_service_pb2.GetFileUrlResponse:
-        return await self._files.get_url(request, self._download_base_url(), caller)
+        response, folder = await self._files.get_url(request, self._download_base_url(), caller)
+        note_caller("", folder)
+        return response
 
     @_rpc
     async def Update(
@@ -257,7 +259,7 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
     async def Delete(
         self, request: file_service_pb2.DeleteFileRequest, caller: Caller, md: dict[str, str]
     ) -> file_service_pb2.DeleteFileResponse:
-        await self._files.delete(request, caller, md.get(IF_MATCH))
+        note_caller("", await self._files.delete(request, caller, md.get(IF_MATCH)))
         return file_service_pb2.DeleteFileResponse()
 
     @_rpc

@@ -12,6 +12,7 @@ from aiohttp import web
 from files_api.domain.limits import MAX_CONTENT_BYTES
 from files_api.domain.links import DOWNLOAD_ROUTE
 from files_api.health_http import HEALTHZ, READYZ
+from files_api.observe import note_caller
 from files_api.openapi import openapi_handler
 from files_api.pds import pds_errors
 from files_api.rest import json_errors
@@ -44,6 +45,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
         request.query.get("signature", ""),
     )
     record = download.record
+    note_caller("", record.folder_id)
     response = web.StreamResponse(
         headers={
             "Content-Type": record.mime_type,

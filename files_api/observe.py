@@ -306,12 +306,13 @@ class GrpcEdge(grpc.aio.ServerInterceptor):
                 end(call, started, context, failed, counts[0], counts[1])
 
         async def coroutine(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            # Responses a handler writes with context.write (health's Watch) are not counted.
             call, started = begin(context)
             counts = [0, 0]
             failed = True
             try:
-                response = await behavior(await requests_in(request, call, counts), context)
+                response = await behavior(
+                    await requests_in(request, call, counts), _Writes(context, counts, call)
+                )
                 if response is not None:
                     counts[1] += 1
                     call.bytes_out += _size(response)
@@ -337,6 +338,24 @@ class GrpcEdge(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class _Writes:
+    """A call's context that counts the responses its handler sends with `write` (health's
+    Watch answers that way, not by returning or yielding)."""
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], counts: list[int], call: Call):
+        self._context = context
+        self._counts = counts
+        self._call = call
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+        self._counts[1] += 1
+        self._call.bytes_out += _size(message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
 
 
 # The codes OpenTelemetry's semantic conventions count as a server span's error.

@@ -394,7 +394,10 @@ class Pds:
         if operation is None:
             raise PdsError(404, "NotFound", f"no operation {request.path}")
         caller = self._caller(request)
-        answer = await operation(self, await Body.read(request), caller)
+        body = await Body.read(request)
+        drive = body.fields.get("drive_id")
+        note_caller("", drive if isinstance(drive, str) else "")
+        answer = await operation(self, body, caller)
         if answer is None:
             return web.Response(status=204)  # the SDK reads 204 as "no body"; 200 must be JSON
         return _answer(200, answer)

@@ -19,9 +19,10 @@ import grpc
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import run_server_command, spawn, wait_serving
+from tests.support import health_stub, run_server_command, spawn, wait_serving
 from tests.test_workers import free_port
 
 if TYPE_CHECKING:
@@ -183,6 +184,36 @@ def test_prometheus_counts_every_call_of_one_process(tmp_path: Path) -> None:
                     + ",job=files-api": 1
                 },
             )
+
+
+def sent_by_watch(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "grpc_server_msg_sent"
+        for sample in family.samples
+        if sample.labels.get("grpc_method") == "Watch"
+    )
+
+
+def test_health_watch_counts_the_responses_it_writes(tmp_path: Path) -> None:
+    """Watch answers with context.write, not by returning: its messages count all the same."""
+    grpc_address = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "files_api", "--grpc-listen", grpc_address]
+    command += ["--http-listen", "127.0.0.1:0", "--store", "memory:"]
+    command += ["--metrics-listen", "127.0.0.1:0"]
+    with spawn(command, METRICS_LINE) as (_, match, _log):
+        wait_serving(grpc_address)
+        with grpc.insecure_channel(grpc_address) as channel:
+            watch = health_stub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+        deadline = time.monotonic() + 10  # counted when the server sees the stream end
+        while (sent := sent_by_watch(match[1])) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sent == 1
 
 
 def test_a_taken_metrics_port_is_one_line_and_exit_1(tmp_path: Path) -> None:

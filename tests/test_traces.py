@@ -149,7 +149,8 @@ def _env(protocol: str, endpoint: str, exporter: str = "otlp") -> dict[str, str]
 
 
 RECEIVERS = {"http/protobuf": http_receiver, "grpc": grpc_receiver}
-CREATE = "yandex.cloud.ai.files.v1.FileService/Create"
+SERVICE = "yandex.cloud.ai.files.v1.FileService"
+CREATE = f"{SERVICE}/Create"
 REST_GET = "GET /files/v1/files/{file_id}"
 DOWNLOAD = "GET /files/v1/files/{file_id}/content"
 
@@ -214,6 +215,32 @@ def test_spans_continue_the_callers_trace(protocol: str) -> None:
     assert download["parent_id"] == ""  # no traceparent: a trace of its own
     assert download["attributes"]["http.response.status_code"] == 200
     assert {r.get("service.name") for r in receiver.resources} == {"files-api"}
+
+
+def test_every_face_names_the_folder_on_its_span() -> None:
+    """Calls that name only a file (GetUrl, Delete, a download) carry the folder the file was
+    found in; PDS calls carry their drive."""
+    with (
+        http_receiver() as (receiver, endpoint),
+        server_process("--store", "memory:", env=_env("http/protobuf", endpoint)) as server,
+    ):
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = file_service_pb2_grpc.FileServiceStub(channel)
+            made = stub.Create(fs.CreateFileRequest(folder_id="deep", content=b"x"))
+            url = stub.GetUrl(fs.GetFileUrlRequest(file_id=made.id)).url
+            urllib.request.urlopen(url, timeout=10).close()
+            pds = urllib.request.Request(
+                f"http://{server.http_address}/v2/file/get",
+                data=json.dumps({"drive_id": "deep", "file_id": made.id}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(pds, timeout=10).close()
+            stub.Delete(fs.DeleteFileRequest(file_id=made.id))
+        names = [f"{SERVICE}/GetUrl", f"{SERVICE}/Delete", DOWNLOAD, "POST /v2/file/{operation}"]
+        receiver.wait_for(*names)
+    for name in names:
+        [span] = receiver.named(name)
+        assert span["attributes"]["files_api.folder_id"] == "deep", name
 
 
 def test_no_span_when_tracing_is_off() -> None:

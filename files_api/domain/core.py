@@ -92,16 +92,20 @@ class Core:
         caller: Caller = ANONYMOUS,
         if_match: str | None = None,
         folder_id: str | None = None,
-    ) -> None:
+    ) -> str:
+        """Deletes the file; returns the folder it was in (for the edge's logs and spans)."""
         require_file_id(file_id)
+        found: list[str] = []
 
         def check(record: FileRecord) -> None:
             visible_to(caller, record, file_id, folder_id)
             check_if_match(record, if_match)
+            found.append(record.folder_id)
 
         event = self.event(file_id, "delete", caller)
         if not await self.store.delete(file_id, self.clock(), check, event):
             raise not_found(file_id)
+        return found[-1]
 
     def download_url(self, record: FileRecord, base_url: str, ttl_seconds: int) -> tuple[str, int]:
         """A download link valid for `ttl_seconds` (at most MAX_URL_TTL_SECONDS), and the second

@@ -104,8 +104,9 @@ class Files:
         request: file_service_pb2.DeleteFileRequest,
         caller: Caller = ANONYMOUS,
         if_match: str | None = None,
-    ) -> None:
-        await self.core.delete(request.file_id, caller, if_match)
+    ) -> str:
+        """Deletes the file; returns the folder it was in."""
+        return await self.core.delete(request.file_id, caller, if_match)
 
     async def list(
         self, request: file_service_pb2.ListFilesRequest, caller: Caller = ANONYMOUS
@@ -131,7 +132,8 @@ class Files:
         request: file_service_pb2.GetFileUrlRequest,
         base_url: str,
         caller: Caller = ANONYMOUS,
-    ) -> file_service_pb2.GetFileUrlResponse:
+    ) -> tuple[file_service_pb2.GetFileUrlResponse, str]:
+        """The link, and the folder of the file it is for."""
         record = await self.core.find(request.file_id, caller)
         url, _ = self.core.download_url(record, base_url, self.core.url_ttl_seconds)
-        return file_service_pb2.GetFileUrlResponse(url=url)
+        return file_service_pb2.GetFileUrlResponse(url=url), record.folder_id
