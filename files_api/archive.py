@@ -43,8 +43,8 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 from google.protobuf import json_format, timestamp_pb2
 
 from files_api import version
-from files_api.domain.records import to_proto
 from files_api.store import AuditEvent, FileRecord, Upload, open_store
+from files_api.store.wire import to_proto
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -17,7 +17,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import (
     file_service_pb2_grpc,
 )
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -263,10 +263,10 @@ class FileServicer(file_service_pb2_grpc.FileServiceServicer):
         return file_service_pb2.DeleteFileResponse()
 
     @_rpc
-    async def List(
+    async def List(  # type: ignore[override]  # the page goes out serialized already
         self, request: file_service_pb2.ListFilesRequest, caller: Caller, _: dict[str, str]
-    ) -> file_service_pb2.ListFilesResponse:
-        return await self._files.list(request, caller)
+    ) -> bytes:
+        return await self._files.list_page(request, caller)
 
 
 def _register_reflection_v1_descriptor() -> None:
@@ -296,15 +296,19 @@ def _register_reflection_v1_descriptor() -> None:
         pool.Add(proto)
 
 
+def _serialized(response: Message | bytes) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def add_services(server: grpc.aio.Server, servicer: FileServicer) -> Health:
     """FileService, health and reflection (v1alpha and v1) on one server; returns the health
     servicer so the caller can turn it NOT_SERVING on shutdown."""
     # The generated registration, except that requests arrive as bytes and are parsed in the
     # per-call wrapper: grpc's own parse failure would answer UNKNOWN with protobuf's words
-    # and log a traceback.
+    # and log a traceback. A response may be bytes already serialized (List's page).
     handlers: dict[str, grpc.RpcMethodHandler[bytes, Any]] = {
         method.name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name), response_serializer=lambda m: m.SerializeToString()
+            getattr(servicer, method.name), response_serializer=_serialized
         )
         for method in _SERVICE.methods
     }

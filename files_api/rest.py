@@ -108,7 +108,9 @@ class ServicerInvoker:
     ) -> tuple[Message, list[tuple[str, str]]]:
         servicer = self._servicers[method.containing_service.full_name]
         context = _InProcessContext(metadata, peer)
-        response: Message = await getattr(servicer, method.name)(request, context)
+        response: Message | bytes = await getattr(servicer, method.name)(request, context)
+        if isinstance(response, bytes):  # serialized already, for gRPC (List's page)
+            response = message_factory.GetMessageClass(method.output_type).FromString(response)
         return response, context.response_metadata
 
 

@@ -10,19 +10,18 @@ from files_api.auth import ANONYMOUS, Caller
 from files_api.domain.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from files_api.domain.records import (
     check_if_match,
-    fill,
     hash_content,
     new_record,
     require_content_size,
     require_file_id,
     require_folder,
     require_mime_type,
-    to_proto,
 )
 from files_api.domain.update_mask import apply_patch, plan_update
 from files_api.errors import InvalidArgument
 from files_api.mime import detect_mime
 from files_api.naming import IGNORE, naming_for
+from files_api.store.wire import list_page_bytes, to_proto
 
 if TYPE_CHECKING:
     from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
@@ -111,6 +110,13 @@ class Files:
     async def list(
         self, request: file_service_pb2.ListFilesRequest, caller: Caller = ANONYMOUS
     ) -> file_service_pb2.ListFilesResponse:
+        return file_service_pb2.ListFilesResponse.FromString(await self.list_page(request, caller))
+
+    async def list_page(
+        self, request: file_service_pb2.ListFilesRequest, caller: Caller = ANONYMOUS
+    ) -> bytes:
+        """The serialized ListFilesResponse, joined from the Files' stored bytes: gRPC sends it
+        as it is, with no File built (`list` parses it, for callers in process)."""
         folder_id = require_folder(request.folder_id, caller)
         if request.page_size < 0:
             raise InvalidArgument.field("page_size", "must not be negative")
@@ -118,14 +124,11 @@ class Files:
         limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         links = self.core.links
         after = links.open_page_token(request.page_token, folder_id) if request.page_token else None
-        records = await self.core.store.list(folder_id, self.core.clock(), limit, after)
+        page = await self.core.store.list_wire(folder_id, self.core.clock(), limit, after)
         # As the cloud does (and the SDK's files.list() needs): every page that holds files
         # carries a token past its last file; only an empty page ends the walk.
-        token = links.page_token(folder_id, records[-1]) if records else ""
-        page = file_service_pb2.ListFilesResponse(next_page_token=token)
-        for record in records:
-            fill(page.files.add(), record)
-        return page
+        token = links.page_token(folder_id, page[-1][0]) if page else ""
+        return list_page_bytes((wire for _, wire in page), token)
 
     async def get_url(
         self,

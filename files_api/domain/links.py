@@ -64,10 +64,10 @@ class Links:
 
     # --- FileService.List ------------------------------------------------------------------
 
-    def page_token(self, folder_id: str, last: FileRecord) -> str:
-        return _seal_json(
-            self._signer, Purpose.PAGE_TOKEN, [folder_id, last.created_at_ns, last.id]
-        )
+    def page_token(self, folder_id: str, last: Cursor) -> str:
+        """A token past `last`, the (created_at_ns, id) of the page's last file."""
+        created_at_ns, file_id = last
+        return _seal_json(self._signer, Purpose.PAGE_TOKEN, [folder_id, created_at_ns, file_id])
 
     def open_page_token(self, token: str, folder_id: str) -> Cursor:
         payload = self._signer.open(Purpose.PAGE_TOKEN, token)

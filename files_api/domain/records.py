@@ -11,7 +11,6 @@ import string
 from typing import TYPE_CHECKING
 
 from files_api_stubs.yandex.cloud.ai.common import common_pb2
-from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
 from files_api.domain.limits import (
     DEFAULT_POLICY,
@@ -30,9 +29,12 @@ from files_api.domain.limits import (
 )
 from files_api.errors import InvalidArgument, NotFound, PermissionDenied, PreconditionFailed
 from files_api.store import Content, FileRecord, content_hash
+from files_api.store.wire import to_proto
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
     from files_api.auth import Caller
 
@@ -273,36 +275,6 @@ async def hash_content(content: Content) -> str:
 
 
 # --- what clients see ----------------------------------------------------------------------
-
-
-def to_proto(record: FileRecord) -> file_pb2.File:
-    return fill(file_pb2.File(), record)
-
-
-def fill(file: file_pb2.File, record: FileRecord) -> file_pb2.File:
-    """Writes the record into an empty File in place: a List page fills its own repeated
-    field, and setting nested fields directly skips building and copying temporaries (this
-    runs for every File answered: unrolled, it costs half of a loop over the stamps)."""
-    file.id = record.id
-    file.folder_id = record.folder_id
-    file.name = record.name
-    file.description = record.description
-    file.mime_type = record.mime_type
-    file.created_by = record.created_by
-    file.updated_by = record.updated_by
-    stamp = file.created_at
-    stamp.seconds, stamp.nanos = divmod(record.created_at_ns, 10**9)
-    stamp = file.updated_at
-    stamp.seconds, stamp.nanos = divmod(record.updated_at_ns, 10**9)
-    stamp = file.expires_at
-    stamp.seconds, stamp.nanos = divmod(record.expires_at_ns, 10**9)
-    config = file.expiration_config
-    config.expiration_policy = record.expiration_policy  # type: ignore[assignment]
-    config.ttl_days = record.ttl_days
-    labels = file.labels
-    for key, value in record.labels.items():
-        labels[key] = value
-    return file
 
 
 def etag(file: file_pb2.File) -> str:

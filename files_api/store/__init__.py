@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping
     from contextlib import AbstractAsyncContextManager
 
@@ -310,6 +311,12 @@ class FileStore(Protocol):
         order: Order = NEWEST_FIRST,
     ) -> list[FileRecord]:
         """Up to `limit` records of the folder in `order`, past `after`."""
+
+    async def list_wire(
+        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+    ) -> builtins.list[tuple[Cursor, bytes]]:
+        """Like `list` in NEWEST_FIRST order, each file as its cursor and its `File`'s bytes
+        (`files_api.store.wire.file_bytes` of the record, as stored with it)."""
 
     async def content(self, file_id: str, now_ns: int) -> Content | None: ...
 

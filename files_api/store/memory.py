@@ -7,8 +7,10 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from files_api.store import NEWEST_FIRST, Counts
+from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import AsyncIterator, Callable, Iterable
 
     from files_api.store import AuditEvent, Content, Cursor, FileRecord, Naming, Order, Upload
@@ -198,6 +200,13 @@ class MemoryStore:
             and (after is None or past(order.cursor(r)))
         )
         return sorted(live, key=order.cursor, reverse=order.descending)[:limit]
+
+    async def list_wire(
+        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+    ) -> builtins.list[tuple[Cursor, bytes]]:
+        # Nothing is stored to keep current: each File is encoded as it is listed.
+        records = await self.list(folder_id, now_ns, limit, after)
+        return [((r.created_at_ns, r.id), file_bytes(r)) for r in records]
 
     async def content(self, file_id: str, now_ns: int) -> Content | None:
         if await self.get(file_id, now_ns) is None:

@@ -49,16 +49,19 @@ from files_api.store.rows import (
     COLUMNS,
     DESCRIPTION,
     FIELDS,
+    STORED_COLUMNS,
     audit_row,
     changed_columns,
     pending_migrations,
-    record_row,
     row_record,
+    stored_row,
     upload_from_json,
     upload_json,
 )
+from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import AsyncIterator, Callable, Iterable
 
     from files_api.store import Content, Cursor, Naming, Order, Upload
@@ -148,9 +151,15 @@ MIGRATIONS: list[Migration] = [
         # Completion reads the parts outside its write, then checks that none was put since.
         "ALTER TABLE uploads ADD COLUMN revision bigint NOT NULL DEFAULT 0",
     ),
+    (
+        # Each row's File as clients see it, kept current by every write (files_api.store.wire):
+        # a List page joins these. Files stored before get theirs on the way (`_backfill_wire`).
+        "ALTER TABLE files ADD COLUMN wire bytea NOT NULL DEFAULT ''",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
+WIRE_VERSION = 5  # the schema that added wire
 
 # Names compare as "C" (code point order, like the other backends) whatever the database's
 # locale, so a prefix's names lie between it and it followed by the highest code point.
@@ -162,7 +171,7 @@ _NAMES = (
 # of its own, "name" and the folder's hash), so two of them cannot both find a name free.
 _NAMING_LOCK = "SELECT pg_advisory_xact_lock(1851878757, hashtext($1))"
 
-_PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 1))
+_PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 2))  # STORED_COLUMNS
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,9 +205,10 @@ def _to_column(name: str, value: object) -> object:
 
 
 def _row(record: FileRecord) -> tuple[object, ...]:
-    return tuple(
-        _to_column(name, value) for name, value in zip(FIELDS, record_row(record), strict=True)
-    )
+    """The values of STORED_COLUMNS."""
+    values = stored_row(record)
+    values[DESCRIPTION] = _to_column("description", values[DESCRIPTION])
+    return tuple(values)
 
 
 async def _lock_live(
@@ -243,7 +253,7 @@ async def _insert(
         (record.id, seq, view[start : start + CHUNK_BYTES])
         for seq, start in enumerate(range(0, len(content), CHUNK_BYTES))
     )
-    await conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", *_row(record))
+    await conn.execute(f"INSERT INTO files ({STORED_COLUMNS}) VALUES ({_PLACES})", *_row(record))
     await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
     await _insert_audit(conn, audit)
 
@@ -256,6 +266,19 @@ async def _backfill_hashes(conn: asyncpg.pool.PoolConnectionProxy) -> None:
     ):
         digest = content_hash(await _gather(conn, file_id, size))
         await conn.execute("UPDATE files SET content_hash = $2 WHERE id = $1", file_id, digest)
+
+
+async def _backfill_wire(conn: asyncpg.pool.PoolConnectionProxy) -> None:
+    """Files stored before the `wire` column get theirs, a page of rows at a time."""
+    after = ""
+    while rows := await conn.fetch(
+        f"SELECT {COLUMNS} FROM files WHERE id > $1 ORDER BY id LIMIT $2", after, PAGE_ROWS
+    ):
+        records = [_record(row) for row in rows]
+        await conn.executemany(
+            "UPDATE files SET wire = $2 WHERE id = $1", [(r.id, file_bytes(r)) for r in records]
+        )
+        after = records[-1].id
 
 
 async def _gather(conn: asyncpg.pool.PoolConnectionProxy, file_id: str, size: int) -> bytearray:
@@ -363,6 +386,8 @@ class PostgresStore:
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
                 if number == HASH_VERSION:
                     await _backfill_hashes(conn)
+                if number == WIRE_VERSION:
+                    await _backfill_wire(conn)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -594,6 +619,21 @@ class PostgresStore:
             )
         return [_record(row) for row in rows]
 
+    async def list_wire(
+        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+    ) -> builtins.list[tuple[Cursor, bytes]]:
+        past = " AND (created_at_ns, id) < ($4, $5)" if after else ""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT created_at_ns, id, wire FROM files WHERE folder_id = $1"
+                f" AND expires_at_ns > $2{past} ORDER BY created_at_ns DESC, id DESC LIMIT $3",
+                folder_id,
+                now_ns,
+                limit,
+                *(after or ()),
+            )
+        return [((row[0], row[1]), row[2]) for row in rows]
+
     async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None:
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
             # One snapshot for the size and every chunk: a delete halfway cannot tear them.
@@ -772,7 +812,9 @@ class _PostgresLoader:
         )  # a marker: the blob exists, even when it has no bytes
 
     async def put_file(self, record: FileRecord, blob: str) -> None:
-        await self.conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({_PLACES})", *_row(record))
+        await self.conn.execute(
+            f"INSERT INTO files ({STORED_COLUMNS}) VALUES ({_PLACES})", *_row(record)
+        )
         status = await self.conn.execute(
             "INSERT INTO contents SELECT $1, seq, data FROM load_blobs"
             " WHERE key = $2 AND seq >= 0 AND octet_length(data) > 0",

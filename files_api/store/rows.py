@@ -9,6 +9,7 @@ import types
 from typing import TYPE_CHECKING
 
 from files_api.store import FileRecord, Upload
+from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -42,10 +43,22 @@ def record_row(record: FileRecord) -> list[object]:
     return row
 
 
+STORED_COLUMNS = f"{COLUMNS}, wire"
+"""What a `files` row is written with: the record's columns, then its File's bytes."""
+
+
+def stored_row(record: FileRecord) -> list[object]:
+    """The values of STORED_COLUMNS: `record_row`, then the File's bytes."""
+    row = record_row(record)
+    row.append(file_bytes(record))
+    return row
+
+
 def changed_columns(old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], list[object]]:
     """The columns (never the id) whose values differ between two versions of a record, and
-    their new values as `record_row` gives them: an UPDATE that writes only these leaves
-    the indexes on the others alone and encodes no label set that did not change."""
+    their new values as `record_row` gives them, with the File's bytes again when anything
+    changed: an UPDATE that writes only these leaves the indexes on the others alone and
+    encodes no label set that did not change."""
     names: list[str] = []
     values: list[object] = []
     for index in range(1, len(FIELDS)):
@@ -53,6 +66,9 @@ def changed_columns(old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], 
         if value is not old[index] and value != old[index]:
             names.append(FIELDS[index])
             values.append(_column_value(index, value))
+    if names:
+        names.append("wire")
+        values.append(file_bytes(new))
     return tuple(names), values
 
 

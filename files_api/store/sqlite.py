@@ -37,16 +37,20 @@ from files_api.store import (
 from files_api.store.rows import (
     COLUMNS,
     FIELDS,
+    STORED_COLUMNS,
     audit_row,
     changed_columns,
     pending_migrations,
-    record_row,
     row_record,
+    stored_row,
     upload_from_json,
     upload_json,
 )
+from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
+    import builtins
+
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
 
@@ -156,9 +160,15 @@ MIGRATIONS: list[Migration] = [
             DELETE FROM chunks WHERE content_id = old.content_id;
         END""",
     ),
+    (
+        # Each row's File as clients see it, kept current by every write (files_api.store.wire):
+        # a List page joins these. Files stored before get theirs on the way (`_backfill_wire`).
+        "ALTER TABLE files ADD COLUMN wire BLOB NOT NULL DEFAULT x''",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
+WIRE_VERSION = 6  # the schema that added wire
 
 # SQLite compares text as UTF-8 bytes, so the names starting with a prefix lie between it and
 # it followed by the highest code point (a name with U+10FFFF right after the prefix escapes,
@@ -168,7 +178,7 @@ _NAMES = (
     " AND expires_at_ns > ? AND id != ?"
 )
 
-_PLACES = ", ".join("?" * len(FIELDS))
+_PLACES = ", ".join("?" * (len(FIELDS) + 1))  # STORED_COLUMNS
 
 
 @functools.lru_cache(maxsize=256)
@@ -207,8 +217,8 @@ def _insert(
         content_id = secrets.token_hex(10)
         conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", _chunk_rows(content_id, content))
     conn.execute(
-        f"INSERT INTO files ({COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
-        (*record_row(record), content_id),
+        f"INSERT INTO files ({STORED_COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
+        (*stored_row(record), content_id),
     )
     _insert_audit(conn, audit)
 
@@ -240,6 +250,19 @@ def _backfill_hashes(conn: sqlite3.Connection) -> None:
         conn.execute(
             "UPDATE files SET content_hash = ? WHERE id = ?", (content_hash(data), file_id)
         )
+
+
+def _backfill_wire(conn: sqlite3.Connection) -> None:
+    """Files stored before the `wire` column get theirs, a page of rows at a time."""
+    after = ""
+    while rows := conn.execute(
+        f"SELECT {COLUMNS} FROM files WHERE id > ? ORDER BY id LIMIT ?", (after, PAGE_ROWS)
+    ).fetchall():
+        records = [row_record(row) for row in rows]
+        conn.executemany(
+            "UPDATE files SET wire = ? WHERE id = ?", ((file_bytes(r), r.id) for r in records)
+        )
+        after = records[-1].id
 
 
 @functools.lru_cache(maxsize=256)
@@ -384,6 +407,8 @@ class SqliteStore:
                 conn.execute(f"PRAGMA user_version = {number}")
                 if number == HASH_VERSION:
                     _backfill_hashes(conn)
+                if number == WIRE_VERSION:
+                    _backfill_wire(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -745,6 +770,24 @@ class SqliteStore:
 
         return await self._read_here(select)
 
+    async def list_wire(
+        self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
+    ) -> builtins.list[tuple[Cursor, bytes]]:
+        past = " AND (created_at_ns, id) < (?, ?)" if after else ""
+        query = (
+            "SELECT created_at_ns, id, wire FROM files WHERE folder_id = ? AND expires_at_ns > ?"
+            f"{past} ORDER BY created_at_ns DESC, id DESC LIMIT ?"
+        )
+        parameters = (folder_id, now_ns, *(after or ()), limit)
+
+        def select(conn: sqlite3.Connection) -> builtins.list[tuple[Cursor, bytes]]:
+            return [
+                ((created_at_ns, file_id), wire)
+                for created_at_ns, file_id, wire in conn.execute(query, parameters).fetchall()
+            ]
+
+        return await self._read_here(select)
+
     async def content(self, file_id: str, now_ns: int) -> bytes | None:
         def select(conn: sqlite3.Connection) -> bytes | None:
             conn.execute("BEGIN")  # one snapshot for the file row and its chunks
@@ -935,8 +978,8 @@ class _SqliteLoader:
         if not copied:
             raise KeyError(blob)
         self.conn.execute(
-            f"INSERT INTO files ({COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
-            (*record_row(record), content_id),
+            f"INSERT INTO files ({STORED_COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
+            (*stored_row(record), content_id),
         )
 
     async def put_audit(self, event: AuditEvent) -> None:

@@ -1,0 +1,121 @@
+"""List pages are the Files' stored bytes joined (files_api.store.wire): every kind of write
+must keep those bytes current, on every backend, or List would show what Get no longer does."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sqlite3
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
+from google.protobuf import field_mask_pb2
+
+from files_api.domain.drive import Drive, Edits
+from files_api.domain.links import UPLOAD_PREFIX
+from files_api.domain.uploads import NewUpload
+from files_api.naming import AUTO_RENAME
+from files_api.store import open_store
+from files_api.store.rows import COLUMNS, FIELDS, stored_row
+from files_api.store.wire import file_bytes, list_page_bytes
+from tests.test_store import NOW, record
+
+if TYPE_CHECKING:
+    from files_api.domain.files import Files
+    from tests.conftest import Clock
+
+SQL_BACKENDS = ["sqlite", "postgres"]
+
+
+def _signed(url: str) -> tuple[str, str, str]:
+    """(the path's last segments, expires, signature) of a signed link."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    return parts.path, query["expires"][0], query["signature"][0]
+
+
+async def test_every_write_keeps_the_listed_file_current(files: Files, clock: Clock) -> None:
+    core = files.core
+    drive = Drive(core)
+    made = await files.create(
+        fs.CreateFileRequest(folder_id="w", name="a.txt", content=b"a", labels={"k": "v"})
+    )
+    await files.update(
+        fs.UpdateFileRequest(
+            file_id=made.id,
+            name="b.txt",
+            labels={"x": "y"},
+            update_mask=field_mask_pb2.FieldMask(paths=["name", "labels.x", "labels.k"]),
+        )
+    )
+    renamed = await files.create(
+        fs.CreateFileRequest(folder_id="w", name="b.txt", content=b"b"), name_mode=AUTO_RENAME
+    )
+    await drive.edit(renamed.id, "w", Edits(name="c.txt", hidden=True, labels=("p",)))
+    staged = await drive.uploads.stage(
+        "w", NewUpload(name="up.bin", size=3, mime_type="", parts=1), "http://h"
+    )
+    path, expires, signature = _signed(staged.part_urls[0])
+    await drive.uploads.put_part(path.removeprefix(UPLOAD_PREFIX), expires, signature, b"abc")
+    await drive.uploads.complete("w", staged.record.id, staged.upload_id)
+    clock.advance(3 * 24 * 3600 * 10**9)  # a download now moves a SINCE_LAST_ACTIVE expiry
+    url, _ = core.download_url(await core.find(made.id), "http://h", 60)
+    _, expires, signature = _signed(url)
+    await drive.uploads.download(made.id, expires, signature)
+
+    listed = (await files.list(fs.ListFilesRequest(folder_id="w"))).files
+    assert sorted(f.name for f in listed) == ["b.txt", "c.txt", "up.bin"]
+    for file in listed:
+        assert file == await files.get(fs.GetFileRequest(file_id=file.id))
+
+
+def test_a_page_is_the_response_protobuf_would_serialize() -> None:
+    files = [record(), record("f0000000000000000002", labels={}, description="x" * 300)]
+    expected = fs.ListFilesResponse(next_page_token="t" * 200)
+    for r in files:
+        expected.files.add().ParseFromString(file_bytes(r))
+    joined = list_page_bytes((file_bytes(r) for r in files), "t" * 200)
+    assert joined == expected.SerializeToString()
+    assert list_page_bytes((), "") == b""
+
+
+async def _insert_without_wire(url: str) -> None:
+    """A file row as the schema before `wire` held it."""
+    values = stored_row(record())[:-1]
+    if url.startswith("sqlite:"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            places = ", ".join("?" * len(FIELDS))
+            conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({places})", values)
+            conn.commit()
+        return
+    values[FIELDS.index("description")] = str(values[FIELDS.index("description")]).encode()
+    pg = await asyncpg.connect(url)
+    try:
+        places = ", ".join(f"${n}" for n in range(1, len(FIELDS) + 1))
+        await pg.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({places})", *values)
+    finally:
+        await pg.close()
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+async def test_files_stored_before_the_wire_column_get_theirs(
+    backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module(f"files_api.store.{backend}")
+    shipped = list(module.MIGRATIONS)
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "MIGRATIONS", shipped[: module.WIRE_VERSION - 1])
+        old = open_store(store_url)
+        await old.open()
+        await old.close()
+    await _insert_without_wire(store_url)
+    upgraded = open_store(store_url)
+    await upgraded.open()
+    try:
+        page = await upgraded.list_wire("folder", NOW, 10, None)
+    finally:
+        await upgraded.close()
+    assert page == [((NOW, record().id), file_bytes(record()))]
