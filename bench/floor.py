@@ -3,17 +3,20 @@
 It has our server's gRPC options and our generated servicer base, so what separates the two in a
 benchmark is our work (domain rules, SQLite, building responses), not the gRPC stack.
 
-    python -m bench.floor [--listen 127.0.0.1:0] [--sqlite PATH]
+    python -m bench.floor [--listen 127.0.0.1:0] [--sqlite PATH | --durable-uploads DIR]
 
 prints `floor serving gRPC on HOST:PORT` on stdout once it accepts calls; SIGTERM stops it.
 With `--sqlite`, it is the SQLite floor: the same, plus the least SQLite work a durable server
-does per Get and Update (`SqliteFloorServicer`).
+does per Get and Update (`SqliteFloorServicer`). With `--durable-uploads`, it is the
+durable-upload floor: each Create's content is fsynced to a file before the answer
+(`DurableUploadFloorServicer`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import sys
 import threading
@@ -143,7 +146,48 @@ class SqliteFloorServicer(FloorServicer):
             loop.call_soon_threadsafe(_settle, [future for _, future in batch])
 
 
-async def serve(listen: str, sqlite_path: Path | None = None) -> None:
+UPLOAD_RING = 64  # the durable-upload floor keeps its last this many uploads
+
+
+class DurableUploadFloorServicer(FloorServicer):
+    """The floor plus the least a server does to make an upload durable before it answers:
+    Create writes the request's content to a new file (on a thread, as ours writes off the
+    loop), fsyncs it and the directory, and answers. No id, no hash, no type sniffing, no
+    database. Older files beyond the last UPLOAD_RING are unlinked, so the disk does not fill."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        self._count = 0
+
+    def _write(self, number: int, content: bytes) -> None:
+        path = self._directory / f"{number}.bin"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directory = os.open(self._directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the new name is durable too
+        finally:
+            os.close(directory)
+        (self._directory / f"{number - UPLOAD_RING}.bin").unlink(missing_ok=True)
+
+    async def Create(
+        self, request: file_service_pb2.CreateFileRequest, context: Any
+    ) -> file_pb2.File:
+        self._count += 1
+        await asyncio.to_thread(self._write, self._count, request.content)
+        return _FILE
+
+
+async def serve(
+    listen: str, sqlite_path: Path | None = None, uploads_dir: Path | None = None
+) -> None:
     # The same options as files_api.app.Server.start(), nothing else.
     server = grpc.aio.server(
         options=[
@@ -155,6 +199,8 @@ async def serve(listen: str, sqlite_path: Path | None = None) -> None:
     if sqlite_path is not None:
         servicer = sqlite_servicer = SqliteFloorServicer(sqlite_path)
         sqlite_servicer.start(asyncio.get_running_loop())
+    if uploads_dir is not None:
+        servicer = DurableUploadFloorServicer(uploads_dir)
     file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port(listen)
     await server.start()
@@ -170,10 +216,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sqlite", type=Path, metavar="PATH", help="be the SQLite floor, on a new store at PATH"
     )
+    parser.add_argument(
+        "--durable-uploads",
+        type=Path,
+        metavar="DIR",
+        help="be the durable-upload floor: each Create's content fsynced to a file in DIR",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.sqlite is not None:
         seed(args.sqlite, SQLITE_FLOOR_FILES, "sqlite-floor")
-    asyncio.run(serve(args.listen, args.sqlite))
+    asyncio.run(serve(args.listen, args.sqlite, args.durable_uploads))
 
 
 if __name__ == "__main__":

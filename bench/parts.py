@@ -108,6 +108,22 @@ def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
         return _at_headline(targets, ("update", "get"), settings)
 
 
+def run_upload_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    """Create 1 MiB: the floor against the durable-upload floor (what making each upload
+    durable costs here), then that floor against ours."""
+    floor = start_floor()
+    durable = start_floor("--durable-uploads", str(tmp / "upload-floor"), name="upload floor")
+    ours = start_ours(f"sqlite:///{tmp / 'upload.db'}")
+    with serving_targets([floor, durable, ours], tmp) as targets:
+        set_up_ours(targets[2])
+        for target in targets[:2]:
+            target.ids = dict(targets[2].ids)
+        return [
+            *_at_headline(targets[:2], ("create_1m",), settings),
+            *_at_headline(targets[1:], ("create_1m",), settings),
+        ]
+
+
 def run_metrics(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     """Update and Get on ours with `--metrics-listen off` against ours with metrics on (the
     default): what the interceptor, the middleware and the store's timings cost."""

@@ -99,6 +99,8 @@ def report_text(report: dict[str, Any]) -> str:
         parts.append(table(report["sqlite_floor"]))
     if report.get("metrics"):
         parts.append(table(report["metrics"]))
+    # Two pairs (floor and upload floor, upload floor and ours): a table each.
+    parts.extend(table([point]) for point in report.get("upload_floor") or ())
     postgres = report.get("postgres")
     if postgres:
         parts.append(

@@ -13,7 +13,9 @@ Get on a throwaway PostgreSQL cluster, against the floor and with one replica ag
 `--sqlite-floor` runs Update and Get on the floor against the SQLite floor (bench/floor.py
 --sqlite), the floor plus the least SQLite work a durable server does; `--stall` times small
 calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py); `--metrics`
-runs Update and Get on ours with metrics off against on.
+runs Update and Get on ours with metrics off against on; `--upload-floor` runs Create 1 MiB on
+the floor against the durable-upload floor (bench/floor.py --durable-uploads: each upload
+fsynced to a file of its own) and on that against ours.
 
     python -m bench.run               # everything, with the scale runs (~14.5 minutes on 2 cores)
     python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~8.5 minutes)
@@ -49,6 +51,7 @@ from bench.parts import (
     run_scale,
     run_sqlite_floor,
     run_stall,
+    run_upload_floor,
 )
 from bench.report import machine, machine_text, report_text
 from bench.scenarios import BY_KEY, HEADLINE, SWEEP, Settings
@@ -112,6 +115,12 @@ def parse_args(argv: list[str]) -> Settings:
         " (python -m bench.floor --sqlite; default: on in the full run only, as --postgres)",
     )
     parser.add_argument(
+        "--upload-floor",
+        action=argparse.BooleanOptionalAction,
+        help="Create 1 MiB on the floor against the durable-upload floor (python -m bench.floor"
+        " --durable-uploads), and on that against ours (default: on in the full run only)",
+    )
+    parser.add_argument(
         "--stall",
         action=argparse.BooleanOptionalAction,
         help="how long Gets (Updates) of a small file stall during two 128 MiB Creates (a 128"
@@ -162,6 +171,7 @@ def parse_args(argv: list[str]) -> Settings:
         postgres=(full_run or bool(args.postgres_url)) if args.postgres is None else args.postgres,
         sqlite_floor=full_run if args.sqlite_floor is None else args.sqlite_floor,
         metrics=full_run if args.metrics is None else args.metrics,
+        upload_floor=full_run if args.upload_floor is None else args.upload_floor,
         postgres_url=args.postgres_url,
         # The stall part has no scenarios or concurrency of its own to choose.
         stall=not (args.scenarios or args.concurrency) if args.stall is None else args.stall,
@@ -204,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": None,
         "sqlite_floor": None,
         "metrics": None,
+        "upload_floor": None,
         "postgres": None,
         "stall": None,
     }
@@ -218,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         if settings.sqlite_floor:
             print("floor vs SQLite floor:", file=sys.stderr)
             report["sqlite_floor"] = run_sqlite_floor(settings, tmp)
+        if settings.upload_floor:
+            print("Create 1 MiB: floor vs durable-upload floor vs ours:", file=sys.stderr)
+            report["upload_floor"] = run_upload_floor(settings, tmp)
         if settings.metrics:
             print("ours, metrics off vs on:", file=sys.stderr)
             report["metrics"] = run_metrics(settings, tmp)
@@ -235,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         *(report["scale"] or {}).get("points", []),
         *(report["sqlite_floor"] or []),
         *(report["metrics"] or []),
+        *(report["upload_floor"] or []),
         *postgres.get("floor_points", []),
         *postgres.get("replica_points", []),
         *(report["stall"] or []),

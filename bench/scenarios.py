@@ -116,6 +116,7 @@ class Settings:
     postgres: bool
     sqlite_floor: bool
     metrics: bool = False
+    upload_floor: bool = False
     postgres_url: str | None = None
     stall: bool = False
     stall_bytes: int = MAX_CONTENT_BYTES

@@ -151,8 +151,8 @@ def test_latency_pools_the_requests_of_several_logs(tmp_path: Path) -> None:
         (["--quick"], False),
         (["--scenarios", "get"], False),
         (["--concurrency", "1x1"], False),
-        (["--quick", "--postgres", "--sqlite-floor", "--metrics"], True),
-        (["--no-postgres", "--no-sqlite-floor", "--no-metrics"], False),
+        (["--quick", "--postgres", "--sqlite-floor", "--metrics", "--upload-floor"], True),
+        (["--no-postgres", "--no-sqlite-floor", "--no-metrics", "--no-upload-floor"], False),
     ],
 )
 def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
@@ -162,6 +162,18 @@ def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
     assert settings.postgres is on
     assert settings.sqlite_floor is on
     assert settings.metrics is on
+    assert settings.upload_floor is on
+
+
+def test_uploads_are_measured_against_the_durable_upload_floor(tmp_path: Path) -> None:
+    result, report = short_run(tmp_path, "--scenarios", "none", "--no-scale", "--upload-floor")
+    assert report["failures"] == 0
+    points = report["upload_floor"]
+    assert [p["sides"] for p in points] == [["floor", "upload floor"], ["upload floor", "ours"]]
+    for point in points:
+        assert point["scenario"] == "create_1m"
+        assert all(point[side]["rounds"][0]["done"] > 0 for side in point["sides"])
+    assert "| upload floor req/s | ours req/s |" in result.stdout
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
