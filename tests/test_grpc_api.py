@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 
 import files_api.app
 from files_api.app import MAX_MESSAGE_BYTES
-from files_api.domain.limits import MAX_CONTENT_BYTES, NS_PER_DAY
+from files_api.domain.limits import MAX_CONTENT_BYTES, MAX_PAGE_BYTES, NS_PER_DAY
 from files_api.request_ids import new_request_id
 from tests.support import health_stub
 
@@ -355,3 +355,35 @@ def test_a_client_gone_before_its_answer_is_one_warning_line(
     (record,) = caplog.records
     assert (record.levelname, record.exc_info) == ("WARNING", None)
     assert 'Failed "execute_batch"' in record.getMessage()
+
+
+async def test_a_page_of_big_files_stops_before_a_stock_clients_limit(running: Running) -> None:
+    """400 Files with the longest names, descriptions and labels make 5.5 MB: the page stops
+    early with its token, so a client with gRPC's default 4 MiB limit still walks them all."""
+    labels = {f"k{n:02d}" + "k" * 60: "v" * 63 for n in range(64)}
+    made = set()
+    for n in range(400):
+        file = await running.stub.Create(
+            fs.CreateFileRequest(
+                folder_id="big",
+                name=f"{n:04d}" + "ы" * 510,
+                description="ж" * 1024,
+                labels=labels,
+                content=b"x",
+            )
+        )
+        made.add(file.id)
+    seen: list[str] = []
+    sizes = []
+    token = ""
+    while True:
+        page = await running.stub.List(
+            fs.ListFilesRequest(folder_id="big", page_size=1000, page_token=token)
+        )
+        if not page.files:
+            break
+        sizes.append(page.ByteSize())
+        seen += [f.id for f in page.files]
+        token = page.next_page_token
+    assert set(seen) == made and len(seen) == len(made)
+    assert len(sizes) > 1 and max(sizes) <= MAX_PAGE_BYTES

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 
 from files_api.auth import ANONYMOUS, Caller
-from files_api.domain.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from files_api.domain.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_BYTES, MAX_PAGE_SIZE
 from files_api.domain.records import (
     check_if_match,
     hash_content,
@@ -125,6 +125,12 @@ class Files:
         links = self.core.links
         after = links.open_page_token(request.page_token, folder_id) if request.page_token else None
         page = await self.core.store.list_wire(folder_id, self.core.clock(), limit, after)
+        size = 0
+        for kept, (_, wire) in enumerate(page):
+            size += len(wire)
+            if size > MAX_PAGE_BYTES and kept:
+                page = page[:kept]
+                break
         # As the cloud does (and the SDK's files.list() needs): every page that holds files
         # carries a token past its last file; only an empty page ends the walk.
         token = links.page_token(folder_id, page[-1][0]) if page else ""

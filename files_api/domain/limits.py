@@ -21,6 +21,9 @@ MAX_MIME_TYPE_CHARS = 255
 # FileService.List
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# A page stops early (with its token) before it grows past this: a stock gRPC client refuses a
+# message over 4 MiB, and a thousand Files with long names, descriptions and labels pass that.
+MAX_PAGE_BYTES = 3 * 1024 * 1024
 
 # Download links
 DEFAULT_URL_TTL_SECONDS = 3600  # GetUrl's links (--url-ttl-seconds)
