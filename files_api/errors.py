@@ -45,6 +45,37 @@ INTERNAL_MESSAGE = "internal error"
 """All a client learns of an unexpected exception; the traceback goes to the server log."""
 
 
+# Messages and violations echo client input. gRPC sends them twice, in `grpc-message`
+# (percent-encoded: up to 3 bytes per byte) and in `grpc-status-details-bin` (base64), and a
+# stock client refuses trailing metadata over 8 KiB: it would see RESOURCE_EXHAUSTED instead of
+# the error. These bounds keep the worst case near 6 KiB.
+MAX_MESSAGE_BYTES = 512
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 256
+MAX_VIOLATION_BYTES = 2048  # all violations together; the rest are counted in the message
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, ending in an ellipsis when cut."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "\u2026"
+
+
+def _within_budget(violations: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    kept: list[tuple[str, str]] = []
+    total = 0
+    for given_field, given_description in violations:
+        field = clip(given_field, MAX_FIELD_BYTES)
+        description = clip(given_description, MAX_DESCRIPTION_BYTES)
+        total += len(field.encode()) + len(description.encode()) + 8  # and the framing
+        if total > MAX_VIOLATION_BYTES:
+            break
+        kept.append((field, description))
+    return tuple(kept)
+
+
 class DomainError(Exception):
     """A failure the caller caused or can act on; its message is safe to show to clients.
 
@@ -65,9 +96,13 @@ class DomainError(Exception):
             cls.pds_status = cls.http_status
 
     def __init__(self, message: str, *, violations: Sequence[tuple[str, str]] = ()) -> None:
+        kept = _within_budget(violations)
+        message = clip(message, MAX_MESSAGE_BYTES)
+        if len(kept) < len(violations):
+            message += f" ({len(violations) - len(kept)} more violations not shown)"
         super().__init__(message)
         self.message = message
-        self.violations = tuple(violations)
+        self.violations = kept
 
     def to_status(self) -> status_pb2.Status:
         status = status_pb2.Status(code=self.grpc_code, message=self.message)

@@ -387,3 +387,30 @@ async def test_a_page_of_big_files_stops_before_a_stock_clients_limit(running: R
         token = page.next_page_token
     assert set(seen) == made and len(seen) == len(made)
     assert len(sizes) > 1 and max(sizes) <= MAX_PAGE_BYTES
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"k" * 4000: "v"},  # one key, echoed in the message and in the violation
+        {f"Bad-Key-{n:02d}-" + "Ж" * 40: "Ж" * 60 for n in range(40)},  # forty violations
+    ],
+    ids=["long-key", "forty-bad-labels"],
+)
+async def test_an_error_echoing_big_input_still_fits_a_stock_clients_metadata(
+    running: Running, labels: dict[str, str]
+) -> None:
+    """A stock client refuses metadata over 8 KiB: it must still see INVALID_ARGUMENT and its
+    BadRequest, not RESOURCE_EXHAUSTED."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await running.stub.Create(fs.CreateFileRequest(folder_id="f", labels=labels, content=b"x"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+    assert status is not None
+    detail = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(detail)
+    shown = len(detail.field_violations)
+    more = re.search(r"\((\d+) more violations not shown\)$", status.message)
+    assert shown + (int(more[1]) if more else 0) >= len(labels)  # a key and a value may fail
+    assert (more is None) == (len(labels) == 1)
+    assert all(v.field.startswith("labels") for v in detail.field_violations)
