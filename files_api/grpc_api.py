@@ -24,9 +24,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_status import rpc_status
 
 from files_api.auth import Authenticator, Caller
+from files_api.domain.naming import parse_mode
 from files_api.domain.records import etag
 from files_api.errors import INTERNAL_MESSAGE, DomainError, InvalidArgument, Unavailable
-from files_api.naming import parse_mode
 from files_api.observe import call_request_id, note_caller
 from files_api.request_ids import REQUEST_ID
 

@@ -23,9 +23,9 @@ from files_api.auth import CHALLENGE, Caller
 from files_api.domain.drive import Edits
 from files_api.domain.limits import DEFAULT_PDS_URL_TTL_SECONDS, MAX_URL_TTL_SECONDS
 from files_api.domain.links import UPLOAD_ROUTE
+from files_api.domain.naming import parse_mode, split_extension
 from files_api.domain.uploads import NewUpload
 from files_api.errors import AlreadyExists, DomainError, InvalidArgument, Unauthenticated
-from files_api.naming import parse_mode, split_extension
 from files_api.observe import call_request_id, note_caller
 from files_api.request_ids import REQUEST_ID
 from files_api.store import Order

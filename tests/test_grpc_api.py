@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 
 import files_api.app
 from files_api.app import MAX_MESSAGE_BYTES
-from files_api.domain.limits import MAX_CONTENT_BYTES, MAX_PAGE_BYTES, NS_PER_DAY
+from files_api.domain.limits import MAX_CONTENT_BYTES, MAX_NAME_BYTES, MAX_PAGE_BYTES, NS_PER_DAY
 from files_api.request_ids import new_request_id
 from tests.support import health_stub
 
@@ -414,3 +414,30 @@ async def test_an_error_echoing_big_input_still_fits_a_stock_clients_metadata(
     assert shown + (int(more[1]) if more else 0) >= len(labels)  # a key and a value may fail
     assert (more is None) == (len(labels) == 1)
     assert all(v.field.startswith("labels") for v in detail.field_violations)
+
+
+@pytest.mark.parametrize(
+    ("name", "extension"),
+    [("ы" * 511 + ".b", ".b"), ("a." + "x" * 1022, ""), ("z" * 1024, "")],
+    ids=["long-stem", "long-extension", "no-extension"],
+)
+async def test_auto_rename_keeps_a_longest_name_within_the_limit(
+    running: Running, name: str, extension: str
+) -> None:
+    assert len(name.encode()) == MAX_NAME_BYTES
+    auto = (("x-check-name-mode", "auto_rename"),)
+    request = fs.CreateFileRequest(folder_id="long", name=name, content=b"x")
+    first = await running.stub.Create(request)
+    renamed = [(await running.stub.Create(request, metadata=auto)).name for _ in range(2)]
+    assert len({first.name, *renamed}) == 3
+    for new in renamed:
+        assert len(new.encode()) <= MAX_NAME_BYTES and new.endswith(extension)
+    second = await running.stub.List(fs.ListFilesRequest(folder_id="long"))
+    for file in second.files:  # the name it was given is one an Update takes back
+        await running.stub.Update(
+            fs.UpdateFileRequest(
+                file_id=file.id,
+                name=file.name,
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            )
+        )

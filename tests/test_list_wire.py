@@ -16,8 +16,8 @@ from google.protobuf import field_mask_pb2
 
 from files_api.domain.drive import Drive, Edits
 from files_api.domain.links import UPLOAD_PREFIX
+from files_api.domain.naming import AUTO_RENAME
 from files_api.domain.uploads import NewUpload
-from files_api.naming import AUTO_RENAME
 from files_api.store import open_store
 from files_api.store.rows import COLUMNS, FIELDS, stored_row
 from files_api.store.wire import file_bytes, list_page_bytes

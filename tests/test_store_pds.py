@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
+from files_api.domain.naming import AUTO_RENAME, REFUSE, naming_for
 from files_api.errors import AlreadyExists, InvalidArgument
-from files_api.naming import AUTO_RENAME, REFUSE, naming_for
 from files_api.store import SORT_KEYS, Order, Upload, content_hash, open_store
 from tests.test_store import NOW, SQL_BACKENDS, query, record
 

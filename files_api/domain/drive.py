@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from files_api.auth import ANONYMOUS, Caller
 from files_api.domain.limits import DEFAULT_BROWSE_LIMIT, MAX_BROWSE_LIMIT
+from files_api.domain.naming import IGNORE, naming_for
 from files_api.domain.records import (
     require_file_id,
     require_folder,
@@ -18,7 +19,6 @@ from files_api.domain.records import (
 )
 from files_api.domain.uploads import Uploads
 from files_api.errors import InvalidArgument
-from files_api.naming import IGNORE, naming_for
 from files_api.store import NEWEST_FIRST
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 
 from files_api.auth import ANONYMOUS, Caller
 from files_api.domain.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_BYTES, MAX_PAGE_SIZE
+from files_api.domain.naming import IGNORE, naming_for
 from files_api.domain.records import (
     check_if_match,
     hash_content,
@@ -20,7 +21,6 @@ from files_api.domain.records import (
 from files_api.domain.update_mask import apply_patch, plan_update
 from files_api.errors import InvalidArgument
 from files_api.mime import detect_mime
-from files_api.naming import IGNORE, naming_for
 from files_api.store.wire import list_page_bytes, to_proto
 
 if TYPE_CHECKING:

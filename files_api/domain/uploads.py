@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from files_api.auth import ANONYMOUS, Caller
 from files_api.domain.limits import MAX_CONTENT_BYTES, MAX_PARTS, UPLOAD_TTL_NS
+from files_api.domain.naming import IGNORE, REFUSE, naming_for
 from files_api.domain.records import (
     hash_content,
     new_record,
@@ -22,7 +23,6 @@ from files_api.domain.records import (
 )
 from files_api.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from files_api.mime import detect_mime
-from files_api.naming import IGNORE, REFUSE, naming_for
 from files_api.store import Upload
 
 if TYPE_CHECKING:

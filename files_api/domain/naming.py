@@ -3,7 +3,7 @@
 * `ignore` (the default): several files of a folder may share a name;
 * `auto_rename`: a name another live file of the folder holds gets the write's time (UTC)
   before its extension, `a.jpg` -> `a_20261123_170501.jpg`, then a counter if that is taken
-  too (`a_20261123_170501_1.jpg`);
+  too (`a_20261123_170501_1.jpg`); a long stem is cut so that the new name still fits;
 * `refuse`: such a write fails with ALREADY_EXISTS naming the file that holds the name.
 
 Unnamed files never conflict. The store applies the policy inside the write's transaction
@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from files_api.domain.limits import MAX_NAME_BYTES
 from files_api.errors import AlreadyExists, InvalidArgument
 from files_api.store import Naming
 
@@ -46,8 +47,23 @@ def naming_for(mode: str) -> Naming | None:
     if mode == REFUSE:
         return Naming(prefix=lambda name: name, settle=_refuse)
     if mode == AUTO_RENAME:
-        return Naming(prefix=lambda name: split_extension(name)[0], settle=_auto_rename)
+        return Naming(prefix=lambda name: _renamable(name)[0], settle=_auto_rename)
     return None
+
+
+# What a renaming adds: `_20261123_170501`, then `_N` for N below MAX_RENAMES.
+_RENAMING_BYTES = len("_20261123_170501") + len(f"_{MAX_RENAMES - 1}")
+
+
+def _renamable(name: str) -> tuple[str, str]:
+    """The stem and extension a renaming of `name` is built from: the stem cut (at a
+    character) so that every renaming still fits MAX_NAME_BYTES, and the extension too when
+    it alone leaves no room."""
+    stem, extension = split_extension(name)
+    if len(extension.encode()) + _RENAMING_BYTES >= MAX_NAME_BYTES:
+        stem, extension = name, ""
+    room = MAX_NAME_BYTES - _RENAMING_BYTES - len(extension.encode())
+    return stem.encode()[:room].decode(errors="ignore"), extension
 
 
 def _refuse(record: FileRecord, taken: Mapping[str, str]) -> FileRecord:
@@ -63,7 +79,7 @@ def _refuse(record: FileRecord, taken: Mapping[str, str]) -> FileRecord:
 def _auto_rename(record: FileRecord, taken: Mapping[str, str]) -> FileRecord:
     if not record.name or record.name not in taken:
         return record
-    stem, extension = split_extension(record.name)
+    stem, extension = _renamable(record.name)
     stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(record.updated_at_ns // 10**9))
     for counter in range(MAX_RENAMES):
         name = f"{stem}_{stamp}{f'_{counter}' if counter else ''}{extension}"
