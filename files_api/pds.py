@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import datetime
 import json
 import logging
 import re
@@ -199,9 +200,12 @@ class Body:
             )
         *parts, fraction = match.groups()
         try:
-            seconds = calendar.timegm(time.strptime("-".join(parts), "%Y-%m-%d-%H-%M-%S"))
+            # datetime refuses a second of 60 or more, which strptime would roll into the next
+            # minute (23:59:61 would be 00:00:01 of the next day).
+            moment = datetime.datetime(*map(int, parts), tzinfo=datetime.UTC)
         except ValueError:
             raise InvalidArgument.field(name, f"{value!r} is not a valid time") from None
+        seconds = calendar.timegm(moment.utctimetuple())
         return seconds * 10**9 + int((fraction or "").ljust(9, "0"))
 
     def root(self) -> None:

@@ -183,6 +183,10 @@ def test_bodies_no_store_could_keep_are_400(served: ThreadedServer, raw: bytes) 
         ("9999-12-31T23:59:59.999999999Z", 400),
         ("1969-12-31T23:59:59Z", 400),
         ("0001-01-01T00:00:00Z", 400),
+        ("2026-12-31T23:59:60Z", 400),  # never rolled into the next day
+        ("2026-12-31T23:59:61.5Z", 400),
+        ("2026-12-31T24:00:00Z", 400),
+        ("2026-12-31T23:60:00Z", 400),
     ],
 )
 def test_client_times_must_fit_the_stores(
