@@ -12,6 +12,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 
 from files_api.auth import Caller
+from files_api.domain.drive import Drive, Edits
 from files_api.domain.records import etag
 from files_api.errors import PreconditionFailed
 from files_api.store import AuditEvent
@@ -170,3 +171,23 @@ def test_audit_command_prints_the_history(store_url: str) -> None:
     missing = run_server_command("audit", "--file", "nope", "--store", store_url)
     assert missing.returncode == 1
     assert "no audit records for file 'nope'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("edits", "paths"),
+    [
+        (Edits(starred=True), ("starred",)),
+        (Edits(hidden=True), ("hidden",)),
+        (Edits(labels=("red", "blue")), ("labels",)),
+        (Edits(local_modified_at_ns=1_700_000_000 * 10**9), ("local_modified_at",)),
+        (Edits(name="n", starred=True, labels=()), ("name", "starred")),  # no labels to drop
+        (Edits(starred=False), ()),  # as it was
+    ],
+)
+async def test_a_pds_update_records_the_attributes_it_changed(
+    files: Files, edits: Edits, paths: tuple[str, ...]
+) -> None:
+    file = await files.create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    await Drive(files.core).edit(file.id, "f", edits, Caller("pat", request_id="p1"))
+    update = (await files.core.store.audit_log(file.id))[-1]
+    assert (update.action, update.paths, update.request_id) == ("update", paths, "p1")

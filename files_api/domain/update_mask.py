@@ -153,7 +153,8 @@ def apply_patch(
 
 
 def changed_paths(old: FileRecord, new: FileRecord) -> tuple[str, ...]:
-    """The mask paths whose values differ, as an audit record lists them."""
+    """The paths whose values differ, as an audit record lists them: FileService's mask
+    paths, then the PDS attributes."""
     paths = [
         field for field in ("name", "description") if getattr(old, field) != getattr(new, field)
     ]
@@ -165,4 +166,17 @@ def changed_paths(old: FileRecord, new: FileRecord) -> tuple[str, ...]:
         paths.append("expiration_config.expiration_policy")
     if old.ttl_days != new.ttl_days:
         paths.append("expiration_config.ttl_days")
+    # The PDS face's own attributes, as PDS names them. Its label list is a bare `labels`,
+    # which no FileService path is (those name a key: `labels.<key>`).
+    for field, path in _PDS_PATHS:
+        if getattr(old, field) != getattr(new, field):
+            paths.append(path)
     return tuple(paths)
+
+
+_PDS_PATHS = (
+    ("hidden", "hidden"),
+    ("starred", "starred"),
+    ("local_modified_at_ns", "local_modified_at"),
+    ("pds_labels", "labels"),
+)
