@@ -202,7 +202,8 @@ class Body:
         try:
             # datetime refuses a second of 60 or more, which strptime would roll into the next
             # minute (23:59:61 would be 00:00:01 of the next day).
-            moment = datetime.datetime(*map(int, parts), tzinfo=datetime.UTC)
+            year, month, day, hour, minute, second = map(int, parts)
+            moment = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
         except ValueError:
             raise InvalidArgument.field(name, f"{value!r} is not a valid time") from None
         seconds = calendar.timegm(moment.utctimetuple())
