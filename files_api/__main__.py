@@ -24,6 +24,7 @@ from google.protobuf import timestamp_pb2
 from files_api import archive, version
 from files_api.app import Settings, serve, serve_workers
 from files_api.auth import ALL_FOLDERS, KeyEntry, KeyRing, add_key, revoke_key
+from files_api.domain.limits import MAX_URL_TTL_SECONDS
 from files_api.observe import configure_logging
 from files_api.store import AuditEvent, open_store
 
@@ -69,6 +70,18 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
 ]  # fmt: skip
 
 
+# The numbers a server may start with, by Settings field: (least, most). A number outside
+# is refused at start with one line naming its flag (a link expired when made, a sweeper that
+# spins a core, a pool of no connections), not met later as odd behaviour.
+_RANGES: dict[str, tuple[float, float]] = {
+    "url_ttl_seconds": (1, MAX_URL_TTL_SECONDS),
+    "sweep_interval_seconds": (0.1, 86_400),
+    "shutdown_grace_seconds": (0, 3_600),
+    "workers": (1, 256),
+    "pool_size": (1, 1_000),
+}
+
+
 PROG = "files-api"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"  # OpenTelemetry's Prometheus exporter's port
 COMMANDS = ("serve", "keys", "audit", "export", "import", "migrate", "backup")
@@ -111,6 +124,11 @@ def parse_args(argv: list[str]) -> Settings:
     args = parser.parse_args(argv)
     # argparse converts string defaults (those from the environment) with `type` as well.
     values = {f[2]: getattr(args, f[2]) for f in _FLAGS}
+    for flag, variable, field, *_ in _FLAGS:
+        least, most = _RANGES.get(field, (None, None))
+        value = values[field]
+        if least is not None and value is not None and not least <= value <= most:
+            parser.error(f"{flag} ({variable}) must be {least:g}-{most:g}, not {value:g}")
     return dataclasses.replace(
         defaults, allow_anonymous=args.allow_anonymous, access_log=args.access_log, **values
     )

@@ -148,6 +148,24 @@ def test_bad_settings_fail_with_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--url-ttl", "-5", "--url-ttl (FILES_URL_TTL) must be 1-115200, not -5"),
+        ("--url-ttl", "115201", "must be 1-115200, not 115201"),
+        ("--sweep-interval", "0", "--sweep-interval (FILES_SWEEP_INTERVAL) must be 0.1-86400"),
+        ("--sweep-interval", "nan", "must be 0.1-86400, not nan"),
+        ("--shutdown-grace", "-1", "must be 0-3600, not -1"),
+        ("--workers", "0", "--workers (FILES_WORKERS) must be 1-256, not 0"),
+        ("--pool-size", "0", "--pool-size (FILES_POOL_SIZE) must be 1-1000, not 0"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_at_start(flag: str, value: str, says: str) -> None:
+    result = run_server_command("--store", "memory:", flag, value)
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1), result.stderr
+    assert says in result.stderr
+
+
 def files_api_command(*args: str) -> subprocess.CompletedProcess[str]:
     """The installed `files-api` console script, as users run it."""
     return subprocess.run(
