@@ -102,7 +102,7 @@ def test_sixteen_clients_with_disjoint_masks_lose_no_update(
         store = request.getfixturevalue("postgres_database")
     rng = random.Random(16)
     plans = [plan(client, rng) for client in range(CLIENTS)]
-    with server_process("--store", store, "--sweep-interval", "0.05") as server:
+    with server_process("--store", store, "--sweep-interval", "0.1") as server:
         with grpc.insecure_channel(server.grpc_address) as channel:
             stub = file_service_pb2_grpc.FileServiceStub(channel)
             file = stub.Create(
