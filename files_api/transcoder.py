@@ -257,12 +257,24 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 
 def _check_values(data: dict[str, Any], descriptor: Descriptor) -> None:
-    """Stricter than json_format where it is lenient: it drops stray base64 characters and
-    wraps out-of-range or fractional enum numbers (even `true`) into some value."""
+    """Stricter than json_format where it is lenient: it drops stray base64 characters,
+    wraps out-of-range or fractional enum numbers (even `true`) into some value, takes a field
+    given under both its names (the last wins) and an empty list for a message."""
+    seen: dict[int, str] = {}
     for key, value in data.items():
         field = _field(descriptor, key)
         if field is None:
             continue
+        if field.number in seen:
+            raise BadRequest(f"{key}: given more than once (as {seen[field.number]} too)")
+        seen[field.number] = key
+        if (
+            field.message_type is not None
+            and not field.is_repeated
+            and not field.message_type.full_name.startswith("google.protobuf.")  # own JSON forms
+            and not (value is None or isinstance(value, dict))
+        ):
+            raise BadRequest(f"{key}: expected a JSON object, not {type(value).__name__}")
         if field.type == FieldDescriptor.TYPE_BYTES and isinstance(value, str):
             if not _BASE64.fullmatch(value) or len(value.rstrip("=")) % 4 == 1:
                 raise BadRequest(f"{key}: not valid base64")

@@ -168,6 +168,17 @@ MALFORMED_CREATES = [
     ("surrogate as a field name", b'{"\\ud800": 1, "folderId": "f", "content": "aGk="}', ""),
     ("NUL in the name", b'{"folderId": "f", "content": "aGk=", "name": "a\\u0000b"}', "name"),
     ("CR LF in the name", b'{"folderId": "f", "content": "aGk=", "name": "a\\r\\nb"}', "name"),
+    # One field under both of its spellings: protobuf's parser calls it given more than once.
+    (
+        "folder under both spellings",
+        b'{"folderId": "a", "folder_id": "b", "content": "aGk="}',
+        "more than once",
+    ),
+    (
+        "expirationConfig a list",
+        b'{"folderId": "f", "content": "aGk=", "expirationConfig": []}',
+        "expected a JSON object",
+    ),
     ("deeply nested arrays", b"[" * 100_000, ""),
     ("deeply nested objects", b'{"labels": ' * 50_000, ""),
     (
