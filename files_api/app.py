@@ -27,6 +27,7 @@ from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio ships no
 
 from files_api import version
 from files_api.auth import Authenticator, KeysFile
+from files_api.bodies import AUTO_DECOMPRESS, MAX_BODY_BYTES
 from files_api.domain import Core, Drive, Files
 from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
 from files_api.grpc_api import (
@@ -38,7 +39,7 @@ from files_api.grpc_api import (
     set_serving,
 )
 from files_api.health_http import health_routes
-from files_api.http_api import MAX_BODY_BYTES, face_of, make_app
+from files_api.http_api import face_of, make_app
 from files_api.metrics import (
     TOTALS_SECONDS,
     PrometheusMetrics,
@@ -285,7 +286,7 @@ class Server:
             health=health,
             edge=http_edge(metrics, settings.access_log, face_of, spans) if observed else None,
         )
-        self._http = web.AppRunner(app, access_log=None)
+        self._http = web.AppRunner(app, access_log=None, auto_decompress=AUTO_DECOMPRESS)
         await self._http.setup()
         http_host, http_port = split_host_port(settings.http_listen)
         ssl_context = None

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from files_api.app import split_host_port
+from files_api.bodies import AUTO_DECOMPRESS
 from files_api.openapi import openapi_document, openapi_handler
 from files_api.rest import ChannelInvoker, json_errors, rest_handler
 from files_api.transcoder import routes_for
@@ -64,7 +65,7 @@ async def serve(target: str, http_listen: str, connect_timeout: float) -> None:
     app.router.add_route(
         "*", "/{tail:.*}", rest_handler(routes, ChannelInvoker(channel), MAX_BODY_BYTES)
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=AUTO_DECOMPRESS)
     await runner.setup()
     host, port = split_host_port(http_listen)
     site = web.TCPSite(runner, host, port)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from files_api.domain.limits import MAX_CONTENT_BYTES
+from files_api.bodies import MAX_BODY_BYTES
 from files_api.domain.links import DOWNLOAD_ROUTE
 from files_api.health_http import HEALTHZ, READYZ
 from files_api.observe import note_caller
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
     from files_api.domain.uploads import Uploads
 
-# Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
-MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
 WRITE_BYTES = 256 * 1024  # a download goes to the socket in slices of this
 
 log = logging.getLogger(__name__)

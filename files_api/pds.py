@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from files_api.auth import CHALLENGE, Caller
+from files_api.bodies import read_body
 from files_api.domain.drive import Edits
 from files_api.domain.limits import DEFAULT_PDS_URL_TTL_SECONDS, MAX_URL_TTL_SECONDS
 from files_api.domain.links import UPLOAD_ROUTE
@@ -48,6 +49,7 @@ _HTTP_CODES = {
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "EntityTooLarge",
+    415: "InvalidParameter.ContentEncoding",
 }
 
 _ORDER_KEYS = {
@@ -148,12 +150,12 @@ class Body:
 
     @classmethod
     async def read(cls, request: web.Request) -> Body:
-        raw = await request.read()
+        raw = await read_body(request)
         try:
             fields = json.loads(raw) if raw.strip() else {}
             # JSON may escape lone surrogates ("\ud800"), which no store can keep as text.
             json.dumps(fields, ensure_ascii=False).encode()
-        except (UnicodeError, json.JSONDecodeError, RecursionError):
+        except (UnicodeError, ValueError, RecursionError):  # ValueError: JSON, or 4,300+ digits
             raise PdsError(400, "InvalidParameter", "the body is not valid UTF-8 JSON") from None
         if not isinstance(fields, dict):
             raise PdsError(400, "InvalidParameter", "the body must be a JSON object")
@@ -180,7 +182,10 @@ class Body:
         return self.typed(name, (bool,), "true or false")  # type: ignore[no-any-return]
 
     def number(self, name: str) -> int | None:
-        return self.typed(name, (int,), "a whole number")  # type: ignore[no-any-return]
+        value: int | None = self.typed(name, (int,), "a whole number")
+        if value is not None and not -(2**63) <= value < 2**63:
+            raise InvalidArgument.field(name, "is out of range (a 64-bit whole number)")
+        return value
 
     def labels(self, name: str = "labels") -> tuple[str, ...] | None:
         value = self.typed(name, (list,), "a list of strings")
@@ -413,7 +418,7 @@ class Pds:
             request.match_info["part"],
             request.query.get("expires", ""),
             request.query.get("signature", ""),
-            await request.read(),
+            await read_body(request),
         )
         return web.Response(status=200)
 

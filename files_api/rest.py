@@ -18,6 +18,7 @@ from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
 from files_api.auth import CHALLENGE
+from files_api.bodies import read_body, require_identity
 from files_api.errors import INTERNAL_MESSAGE, DomainError, http_status
 from files_api.observe import ROUTE, call_request_id
 from files_api.request_ids import REQUEST_ID
@@ -183,6 +184,7 @@ _FRAMEWORK_CODES = {
     404: code_pb2.NOT_FOUND,
     405: code_pb2.UNIMPLEMENTED,
     413: code_pb2.RESOURCE_EXHAUSTED,
+    415: code_pb2.INVALID_ARGUMENT,
 }
 
 
@@ -216,6 +218,7 @@ async def _read_form(request: web.Request, max_bytes: int) -> list[tuple[str, by
     arrive and no more than `max_bytes` in all: raw bytes, so an upload needs no base64."""
     if request.content_type != "multipart/form-data":
         return None
+    require_identity(request)
     parts: list[tuple[str, bytes]] = []
     total = 0
     try:
@@ -271,7 +274,7 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
             call = HttpCall(
                 raw_path,
                 request.rel_url.raw_query_string,
-                b"" if form is not None else await request.read(),
+                b"" if form is not None else await read_body(request, max_body_bytes),
                 request.headers.get("Content-Type", ""),
                 form,
             )

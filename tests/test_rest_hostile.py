@@ -21,7 +21,7 @@ import pytest
 from google.rpc import code_pb2
 from hypothesis import strategies as st
 
-from files_api.http_api import MAX_BODY_BYTES
+from files_api.bodies import MAX_BODY_BYTES
 from tests.inprocess import Reply, ThreadedServer, threaded_server
 
 if TYPE_CHECKING:
