@@ -275,7 +275,12 @@ class Server:
             raise OSError(f"cannot listen for gRPC on {settings.grpc_listen}: {e}") from None
 
         routes = routes_for(file_service_pb2.DESCRIPTOR.services_by_name["FileService"])
-        rest = rest_handler(routes, ServicerInvoker({FILE_SERVICE: servicer}), MAX_BODY_BYTES)
+        rest = rest_handler(
+            routes,
+            ServicerInvoker({FILE_SERVICE: servicer}),
+            MAX_BODY_BYTES,
+            servicer.auth.authenticate,
+        )
         pds = Pds(self.drive, auth, lambda: self.http_base_url)
         health = health_routes(self.core.store, lambda: self._gate.closed)
         app = make_app(

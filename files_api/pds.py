@@ -418,7 +418,7 @@ class Pds:
             request.match_info["part"],
             request.query.get("expires", ""),
             request.query.get("signature", ""),
-            await read_body(request),
+            lambda: read_body(request),
         )
         return web.Response(status=200)
 

@@ -241,10 +241,17 @@ async def _read_form(request: web.Request, max_bytes: int) -> list[tuple[str, by
     return parts
 
 
-def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> Any:
+def rest_handler(
+    routes: list[Route],
+    invoke: Invoker,
+    max_body_bytes: int,
+    authenticate: Callable[[str | None], object] | None = None,
+) -> Any:
     """One aiohttp handler serving every route; unknown paths and verbs answer JSON too.
     `max_body_bytes` bounds a multipart body as the application's client_max_size bounds
-    any other."""
+    any other. `authenticate`, when given, checks the Authorization header before the body is
+    read: a request without credentials costs no reading or parsing (the servicer checks it
+    again, as it does every call's)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         call_id = call_request_id(request.headers.get(REQUEST_ID))
@@ -270,6 +277,8 @@ def rest_handler(routes: list[Route], invoke: Invoker, max_body_bytes: int) -> A
             return response
         request[ROUTE] = route.template
         try:
+            if authenticate is not None:
+                authenticate(request.headers.get("Authorization"))
             form = await _read_form(request, max_body_bytes)
             call = HttpCall(
                 raw_path,

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from files_api.auth import add_key
 from files_api.bodies import MAX_BODY_BYTES
 from tests.inprocess import ThreadedServer, threaded_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 REST_CREATE = json.dumps({"folderId": "b", "content": base64.b64encode(b"hi").decode()}).encode()
 PDS_LIST = json.dumps({"drive_id": "b"}).encode()
@@ -145,3 +147,37 @@ def test_pds_integers_beyond_64_bits_are_400(
     assert reply.status == 400, reply.body
     assert reply.json()["code"].startswith("InvalidParameter")
     assert served.errors.take() == []
+
+
+def _answer_without_body(port: int, request_line: str, headers: str = "") -> bytes:
+    """Sends a request that announces 100 MB and sends none of it: a server that reads the
+    body before it checks credentials would wait for it (the timeout fails the test)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"{headers}Content-Length: 100000000\r\n\r\n".encode()
+        )
+        return sock.recv(65536)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    ["POST /files/v1/files", "PATCH /files/v1/files/abc", "POST /v2/file/list"],
+)
+def test_credentials_are_checked_before_the_body_is_read(tmp_path: Path, request_line: str) -> None:
+    keys = tmp_path / "keys.toml"
+    add_key(keys, "alice", ["f1"])
+    with threaded_server("memory:", auth_keys=str(keys)) as server:
+        head = _answer_without_body(server.http_port, request_line)
+        assert head.startswith(b"HTTP/1.1 401"), head[:200]
+        wrong = _answer_without_body(
+            server.http_port, request_line, "Authorization: Api-Key nope\r\n"
+        )
+        assert wrong.startswith(b"HTTP/1.1 401"), wrong[:200]
+
+
+def test_a_forged_part_link_is_refused_before_the_body_is_read(served: ThreadedServer) -> None:
+    head = _answer_without_body(
+        served.http_port, "PUT /v2/upload/abc/0123abcd/1?expires=9999999999&signature=forged"
+    )
+    assert head.startswith(b"HTTP/1.1 403"), head[:200]

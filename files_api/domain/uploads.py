@@ -26,6 +26,8 @@ from files_api.mime import detect_mime
 from files_api.store import Upload
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from files_api.domain.core import Core
     from files_api.store import Content, FileRecord
 
@@ -126,10 +128,16 @@ class Uploads:
         urls = links.part_urls(record.id, upload_id, new.parts, base_url, expires_at_ns // 10**9)
         return Staged(record, upload_id, urls)
 
-    async def put_part(self, part: str, expires: str, signature: str, data: bytes) -> None:
-        """Stores one part a signed PUT link carries; the link is the authority."""
+    async def put_part(
+        self, part: str, expires: str, signature: str, data: bytes | Callable[[], Awaitable[bytes]]
+    ) -> None:
+        """Stores one part a signed PUT link carries; the link is the authority. `data` may be
+        a reader of the body, called only once the link has been checked: a request with a
+        forged link costs no reading."""
         now = self.core.clock()
         file_id, upload_id, number = self.core.links.check_part(part, expires, signature, now)
+        if not isinstance(data, bytes):
+            data = await data()
 
         def check(total: int) -> None:
             if total > MAX_CONTENT_BYTES:
