@@ -19,6 +19,10 @@ from files_api.domain.limits import MAX_CONTENT_BYTES
 # Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
 MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
 
+READ_BYTES = 1024 * 1024
+MAX_PDS_BODY_BYTES = 1024 * 1024  # a PDS call's JSON: its content travels in part uploads
+MAX_FORM_PARTS = 64  # a Create's fields, each a part, with room
+
 AUTO_DECOMPRESS = False
 """For aiohttp's request handler: bodies reach `read_body` as the client sent them."""
 
@@ -42,14 +46,28 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
         raise web.HTTPUnsupportedMediaType(
             reason=f"Content-Encoding {encoding!r} is not supported: use gzip, deflate or none"
         )
+    announced = request.content_length
+    if announced is not None and announced > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=announced)
     try:
-        raw = await request.read()
+        raw = await _read_at_most(request, limit)
     except (ConnectionError, EOFError) as e:  # aiohttp's "Connection lost" and the like
         log.info("%s %s: the client went away mid-body (%s)", request.method, request.path, e)
         raise ClientGone(reason="the client went away mid-body") from None
     if encoding in _IDENTITY:
         return raw
     return _inflate(raw, _WBITS[encoding], encoding, limit)
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The raw body, refused with 413 once it passes `limit` (a chunked body announces no
+    length): never more than that is read or held."""
+    body = bytearray()
+    while chunk := await request.content.read(READ_BYTES):
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return bytes(body)
 
 
 def content_encoding(request: web.Request) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from files_api.auth import CHALLENGE, Caller
-from files_api.bodies import read_body
+from files_api.bodies import MAX_PDS_BODY_BYTES, read_body
 from files_api.domain.drive import Edits
 from files_api.domain.limits import DEFAULT_PDS_URL_TTL_SECONDS, MAX_URL_TTL_SECONDS
 from files_api.domain.links import UPLOAD_ROUTE
@@ -150,7 +150,7 @@ class Body:
 
     @classmethod
     async def read(cls, request: web.Request) -> Body:
-        raw = await read_body(request)
+        raw = await read_body(request, MAX_PDS_BODY_BYTES)
         try:
             fields = json.loads(raw) if raw.strip() else {}
             # JSON may escape lone surrogates ("\ud800"), which no store can keep as text.

@@ -18,7 +18,7 @@ from google.protobuf import message_factory
 from google.rpc import code_pb2, status_pb2
 
 from files_api.auth import CHALLENGE
-from files_api.bodies import read_body, require_identity
+from files_api.bodies import MAX_FORM_PARTS, read_body, require_identity
 from files_api.errors import INTERNAL_MESSAGE, DomainError, http_status
 from files_api.observe import ROUTE, call_request_id
 from files_api.request_ids import REQUEST_ID
@@ -228,6 +228,8 @@ async def _read_form(request: web.Request, max_bytes: int) -> list[tuple[str, by
                 raise BadRequest("a form part cannot itself be multipart")
             if not part.name:
                 raise BadRequest("every form part needs a name (Content-Disposition: form-data)")
+            if len(parts) == MAX_FORM_PARTS:
+                raise BadRequest(f"a form has at most {MAX_FORM_PARTS} parts")
             data = bytearray()
             while chunk := await part.read_chunk():
                 total += len(chunk)

@@ -5,6 +5,7 @@ INFO line, and oversized integers are 400. Never a 500, never a traceback in the
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from files_api.auth import add_key
-from files_api.bodies import MAX_BODY_BYTES
+from files_api.bodies import MAX_BODY_BYTES, MAX_FORM_PARTS, MAX_PDS_BODY_BYTES
 from tests.inprocess import ThreadedServer, threaded_server
 
 if TYPE_CHECKING:
@@ -181,3 +182,33 @@ def test_a_forged_part_link_is_refused_before_the_body_is_read(served: ThreadedS
         served.http_port, "PUT /v2/upload/abc/0123abcd/1?expires=9999999999&signature=forged"
     )
     assert head.startswith(b"HTTP/1.1 403"), head[:200]
+
+
+def test_a_form_of_many_parts_is_400_at_the_cap(served: ThreadedServer) -> None:
+    boundary = "cut"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="description"\r\n\r\nx\r\n'
+    body = (part * 10_000 + f"--{boundary}--\r\n").encode()
+    reply = served.http(
+        "POST",
+        "/files/v1/files",
+        body,
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert reply.status == 400
+    assert f"at most {MAX_FORM_PARTS} parts" in reply.json()["message"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_pds_body_past_its_bound_is_413(served: ThreadedServer, chunked: bool) -> None:
+    body = json.dumps({"drive_id": "b", "name": "x" * MAX_PDS_BODY_BYTES}).encode()
+    with socket.create_connection(("127.0.0.1", served.http_port), timeout=30) as sock:
+        framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+        sock.sendall(
+            f"POST /v2/file/list HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"{framing}\r\n\r\n".encode()
+        )
+        with contextlib.suppress(OSError):  # the server may answer and close before the end
+            sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked else body)
+        head = sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 413"), head[:200]
+    assert b"EntityTooLarge" in head
