@@ -6,7 +6,10 @@ Two invokers: `ServicerInvoker` calls our servicer in process (no network hop, s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +63,12 @@ class _InProcessContext:
 
     passes_domain_errors = True
 
-    def __init__(self, metadata: list[tuple[str, str]], peer: str) -> None:
+    def __init__(self, metadata: list[tuple[str, str | bytes]], peer: str) -> None:
         self._metadata = tuple(metadata)
         self._peer = peer
         self.response_metadata: list[tuple[str, str]] = []
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self._metadata
 
     def peer(self) -> str:
@@ -104,7 +107,7 @@ class ServicerInvoker:
         self,
         method: MethodDescriptor,
         request: Message,
-        metadata: list[tuple[str, str]],
+        metadata: list[tuple[str, str | bytes]],
         peer: str = "",
     ) -> tuple[Message, list[tuple[str, str]]]:
         servicer = self._servicers[method.containing_service.full_name]
@@ -125,7 +128,7 @@ class ChannelInvoker:
         self,
         method: MethodDescriptor,
         request: Message,
-        metadata: list[tuple[str, str]],
+        metadata: list[tuple[str, str | bytes]],
         peer: str = "",
     ) -> tuple[Message, list[tuple[str, str]]]:
         output = message_factory.GetMessageClass(method.output_type)
@@ -147,16 +150,34 @@ class ChannelInvoker:
         return response, [(k, v) for k, v in metadata if isinstance(v, str)]
 
 
-def _forwarded_metadata(request: web.Request, call_id: str) -> list[tuple[str, str]]:
-    """`Authorization`, `If-Match` and every `x-*` header become gRPC metadata."""
-    metadata = [
-        (key.lower(), value)
-        for key, value in request.headers.items()
-        if key.lower() in ("authorization", "if-match")
-        or (key.lower().startswith("x-") and key.lower() != REQUEST_ID)
-    ]
+def _forwarded_metadata(request: web.Request, call_id: str) -> list[tuple[str, str | bytes]]:
+    """`Authorization`, `If-Match` and every `x-*` header become gRPC metadata: a `-bin` one
+    as the bytes its base64 value carries, as gRPC sends binary metadata over HTTP/2. A
+    header gRPC could not carry is the client's 400, not a failure in the channel."""
+    metadata: list[tuple[str, str | bytes]] = []
+    for key, value in request.headers.items():
+        name = key.lower()
+        if name == REQUEST_ID or not (name in ("authorization", "if-match") or name[:2] == "x-"):
+            continue
+        if not _METADATA_KEY.fullmatch(name):
+            raise BadRequest(f"header {key!r}: gRPC metadata keys are [0-9a-z-_.]")
+        if name.endswith("-bin"):
+            try:
+                metadata.append(
+                    (name, base64.b64decode(value + "=" * (-len(value) % 4), validate=True))
+                )
+            except binascii.Error:
+                raise BadRequest(f"header {key}: a -bin value must be base64") from None
+        elif _METADATA_VALUE.fullmatch(value):
+            metadata.append((name, value))
+        else:
+            raise BadRequest(f"header {key}: gRPC metadata takes printable ASCII only")
     metadata.append((REQUEST_ID, call_id))
     return metadata
+
+
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
+_METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 def json_error(

@@ -49,7 +49,7 @@ class Invoker(Protocol):
         self,
         method: MethodDescriptor,
         request: Message,
-        metadata: list[tuple[str, str]],
+        metadata: list[tuple[str, str | bytes]],
         peer: str = "",
     ) -> tuple[Message, list[tuple[str, str]]]:
         """The response and the response metadata; raises RpcFailure."""

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+from http import client as http_client
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,48 @@ async def test_a_form_fills_a_named_body_through_the_gateway(
         "message": {"count": "3", "text": "hi"},
         "room": {"name": "rooms/lobby"},
     }
+
+
+def _say(gateway: str, headers: dict[str, bytes]) -> tuple[int, dict[str, Any]]:
+    """A Say through the gateway with header values sent as the exact bytes given."""
+    host, port = gateway.removeprefix("http://").split(":")
+    connection = http_client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        body = b'{"text": "hi"}'
+        connection.putrequest("POST", "/v1/rooms/x:say")
+        for key, value in {"Content-Type": b"application/json", **headers}.items():
+            connection.putheader(key, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        raw = response.read()
+        is_json = response.headers.get("Content-Type", "").startswith("application/json")
+        return response.status, json.loads(raw) if is_json else {"message": raw.decode()}
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "seen"),
+    [
+        ({"X-Trace-Bin": b"AP9hYg=="}, 200, {"x-trace-bin": "bytes:00ff6162"}),
+        ({"X-Trace-Bin": b"AP9hYg"}, 200, {"x-trace-bin": "bytes:00ff6162"}),  # unpadded
+        ({"X-Trace-Bin": b"not base64!"}, 400, "base64"),
+        ({"X-Name": "\u00ff".encode()}, 400, "printable ASCII"),
+        # Not HTTP at all: aiohttp's parser answers these itself.
+        ({"X-Name": b"a\x01b"}, 400, "Invalid"),
+        ({"X-Na(me": b"v"}, 400, "Invalid"),
+    ],
+)
+def test_headers_cross_as_grpc_can_carry_them_or_are_400(
+    echo_gateway: str, headers: dict[str, bytes], status: int, seen: dict[str, str] | str
+) -> None:
+    got, reply = _say(echo_gateway, headers)
+    assert got == status, reply
+    if isinstance(seen, str):
+        assert seen in reply["message"]
+    else:
+        assert seen.items() <= reply["metadata"].items()
 
 
 async def test_query_parameters_and_additional_bindings(

@@ -34,7 +34,8 @@ class Echo(echo_pb2_grpc.EchoServicer):  # type: ignore[misc]
     def _reply(request: Any, context: grpc.aio.ServicerContext[Any, Any], text: str) -> Any:
         received = context.invocation_metadata()
         assert received is not None
-        metadata = {k: v for k, v in received if isinstance(v, str)}
+        # Binary metadata (`-bin` keys) comes back as hex, so a test can see the bytes.
+        metadata = {k: v if isinstance(v, str) else f"bytes:{v.hex()}" for k, v in received}
         return echo_pb2.SayReply(
             text=text,
             request_json=json_format.MessageToJson(request, indent=None, sort_keys=True),
