@@ -67,6 +67,11 @@ _FLAGS: list[tuple[str, str, str, type, str, str]] = [
      "log lines as text, or as JSON objects (time, level, logger, message, request_id, ...)"),
     ("--seed", "FILES_SEED", "seed", str, "FILE",
      "an archive (see `export`) to load a memory: store from at start"),
+    ("--http-idle-timeout", "FILES_HTTP_IDLE_TIMEOUT", "http_idle_timeout_seconds", float,
+     "SECONDS", "close an HTTP connection that has not sent a whole request, or sits idle"
+     " between requests, for this long"),
+    ("--max-connections", "FILES_MAX_CONNECTIONS", "max_connections", int, "N",
+     "HTTP connections open at once; one more is closed as soon as it is accepted"),
 ]  # fmt: skip
 
 
@@ -79,6 +84,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "shutdown_grace_seconds": (0, 3_600),
     "workers": (1, 256),
     "pool_size": (1, 1_000),
+    "http_idle_timeout_seconds": (0.1, 3_600),
+    "max_connections": (1, 1_000_000),
 }
 
 

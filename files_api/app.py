@@ -28,6 +28,14 @@ from grpc._cython import cygrpc  # type: ignore[attr-defined]  # grpcio ships no
 from files_api import version
 from files_api.auth import Authenticator, KeysFile
 from files_api.bodies import AUTO_DECOMPRESS, MAX_BODY_BYTES
+from files_api.connections import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionGuard,
+    GuardedSite,
+    raise_descriptor_limit,
+    throttle_accept_errors,
+)
 from files_api.domain import Core, Drive, Files
 from files_api.domain.limits import DEFAULT_URL_TTL_SECONDS, MAX_CONTENT_BYTES
 from files_api.grpc_api import (
@@ -105,6 +113,19 @@ class Settings:
     # Besides OTEL_TRACES_EXPORTER=otlp and the other OTEL_* variables (files_api.tracing).
     otlp_endpoint: str | None = None
     seed: str | None = None  # an archive a memory: store is loaded from at start
+    http_idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per listener
+
+
+# How gRPC connections are kept, and let go of: a connection with no call for 5 minutes is
+# closed (clients reconnect by themselves), a peer that stops answering pings for 20 s is
+# dropped, and a connection must finish its handshake (TLS, the HTTP/2 preface) within 20 s.
+GRPC_CONNECTION_OPTIONS = [
+    ("grpc.max_connection_idle_ms", 300_000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.server_handshake_timeout_ms", 20_000),
+]
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -231,6 +252,36 @@ class Server:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{_url_host(host)}:{self.http_port}"
 
+    async def _listen_http(self, app: web.Application) -> None:
+        settings = self.settings
+        # Outermost, so a request stops its connection's idle clock before anything else.
+        guard = self.connections = ConnectionGuard(
+            settings.http_idle_timeout_seconds, settings.max_connections
+        )
+        app.middlewares.insert(0, guard.middleware)
+        self._http = web.AppRunner(
+            app,
+            access_log=None,
+            auto_decompress=AUTO_DECOMPRESS,
+            keepalive_timeout=settings.http_idle_timeout_seconds,
+        )
+        await self._http.setup()
+        http_host, http_port = split_host_port(settings.http_listen)
+        ssl_context = None
+        if self.tls:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)  # type: ignore[arg-type]
+        site = GuardedSite(
+            self._http,
+            http_host,
+            http_port,
+            guard,
+            ssl_context=ssl_context,
+            reuse_port=settings.workers > 1,
+        )
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
     async def start(self) -> None:
         settings = self.settings
         if (settings.tls_cert is None) != (settings.tls_key is None):
@@ -257,6 +308,7 @@ class Server:
                 # Workers share their ports on purpose; a lone server must not share its port
                 # by accident with another one started on the same address.
                 ("grpc.so_reuseport", int(settings.workers > 1)),
+                *GRPC_CONNECTION_OPTIONS,
             ],
         )
         servicer = FileServicer(self.files, lambda: self.http_base_url, auth, self._gate)
@@ -291,22 +343,7 @@ class Server:
             health=health,
             edge=http_edge(metrics, settings.access_log, face_of, spans) if observed else None,
         )
-        self._http = web.AppRunner(app, access_log=None, auto_decompress=AUTO_DECOMPRESS)
-        await self._http.setup()
-        http_host, http_port = split_host_port(settings.http_listen)
-        ssl_context = None
-        if self.tls:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)  # type: ignore[arg-type]
-        site = web.TCPSite(
-            self._http,
-            http_host,
-            http_port,
-            ssl_context=ssl_context,
-            reuse_port=settings.workers > 1,
-        )
-        await site.start()
-        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self._listen_http(app)
 
         await self._grpc.start()
         await set_serving(self._health, True)
@@ -319,7 +356,7 @@ class Server:
             "serving gRPC on %s:%d and HTTP on %s:%d%s, store %s",
             split_host_port(settings.grpc_listen)[0],
             self.grpc_port,
-            http_host,
+            split_host_port(settings.http_listen)[0],
             self.http_port,
             " over TLS" if self.tls else "",
             without_password(settings.store),
@@ -462,6 +499,8 @@ async def serve(settings: Settings) -> None:
     metrics = settings.metrics_listen != "off" and settings.workers == 1
     # Bound first, so a taken port stops nothing half-started; said once the server serves.
     metrics_port = _serve_metrics(settings.metrics_listen) if metrics else 0
+    raise_descriptor_limit()
+    throttle_accept_errors(asyncio.get_running_loop())
     await server.start()
     if metrics:
         _log_metrics(settings.metrics_listen, metrics_port)
