@@ -351,6 +351,32 @@ def test_compressed_flag_without_an_encoding(proc: ServerProcess) -> None:
         assert answer.grpc_status == INTERNAL, answer
 
 
+@pytest.mark.parametrize("encoding", [b"nope", b"br"])
+def test_an_unknown_grpc_encoding_is_internal(proc: ServerProcess, encoding: bytes) -> None:
+    """gRPC core answers it before the servicer sees the call, as the README says."""
+    with abuse(proc):
+        with raw_client(proc.grpc_address) as client:
+            answer = client.call(
+                SERVICE + "Get",
+                frame(b"\x0a\x01a", compressed=True),
+                [(b"grpc-encoding", encoding)],
+            )
+        assert answer.grpc_status == INTERNAL, answer
+        assert answer.headers[b"grpc-message"] == b"Error parsing 'grpc-encoding' metadata"
+
+
+def test_a_corrupt_gzip_message_is_internal(proc: ServerProcess) -> None:
+    """gRPC core fails to inflate it before the servicer sees the call, as the README says."""
+    with abuse(proc):
+        with raw_client(proc.grpc_address) as client:
+            answer = client.call(
+                SERVICE + "Get",
+                frame(b"not gzip at all", compressed=True),
+                [(b"grpc-encoding", b"gzip")],
+            )
+        assert answer.grpc_status == INTERNAL, answer
+
+
 def test_two_messages_for_a_unary_method(proc: ServerProcess) -> None:
     with abuse(proc):
         with raw_client(proc.grpc_address) as client:
