@@ -30,6 +30,7 @@ from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
     AuditEvent,
+    ContentGone,
     Counts,
     FileRecord,
     content_hash,
@@ -67,6 +68,9 @@ GROUP_BYTES = 8 * 1024 * 1024
 # file, a group per commit (see `_stage`): a small write waits for one group, never for 128 MiB.
 CHUNK_BYTES = 1024 * 1024
 STAGE_BYTES = GROUP_BYTES
+# A download's pieces up to this size are read on the loop's connection (as a record is, for
+# less than a hop to a thread costs); bigger ones on a reader thread.
+LOOP_READ_BYTES = 64 * 1024
 # Staged content that no file took within this long was left by a write that died halfway.
 STAGE_TTL_NS = 3600 * 10**9
 
@@ -277,6 +281,69 @@ def _pending_upload(
         (file_id, upload_id, now_ns),
     ).fetchone()
     return None if row is None else upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+
+
+def _read_piece(
+    conn: sqlite3.Connection, blob: _SqliteBlob, seq: int, offset: int, size: int
+) -> bytes:
+    """`size` bytes at `offset` of one stored row of the content, by incremental blob I/O: only
+    the pages of the range are read (a 1 KiB tail of a 1 MiB row costs 10 us, not the 1 ms
+    `substr` takes, and a whole row 60 us against 110 us for `SELECT data`).
+
+    The rowid and the blob are read in one transaction: a rowid freed by a delete may be taken
+    by a later insert, and a read outside that snapshot could open another content's row.
+    """
+    conn.execute("BEGIN")
+    try:
+        if blob.content_id:
+            row = conn.execute(
+                "SELECT rowid FROM chunks WHERE content_id = ? AND seq = ?", (blob.content_id, seq)
+            ).fetchone()
+            table = "chunks"
+        else:  # stored before content had chunks: one row, kept under the file's id
+            row = conn.execute(
+                "SELECT contents.rowid FROM contents JOIN files ON files.id = contents.file_id"
+                " WHERE contents.file_id = ? AND files.content_hash = ?",
+                (blob.record.id, blob.record.content_hash),
+            ).fetchone()
+            table = "contents"
+        if row is None:
+            raise ContentGone(blob.record.id)
+        with conn.blobopen(table, "data", row[0], readonly=True) as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    finally:
+        conn.execute("COMMIT")
+    if len(data) != size:
+        raise ContentGone(blob.record.id)
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class _SqliteBlob:
+    """A file's content by its content id (immutable: chunks are written once under a fresh
+    id and only ever deleted), read a stored row at a time, each read in a snapshot of its own.
+    No read transaction stays open between pieces: a stalled reader would otherwise hold back
+    every checkpoint, and the WAL would grow as long as it stalled."""
+
+    store: SqliteStore
+    record: FileRecord
+    content_id: str  # '' for content stored before chunks, in `contents`
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        offset = start
+        while offset < end:
+            if self.content_id:
+                seq, within = divmod(offset, CHUNK_BYTES)
+                size = min(end - offset, CHUNK_BYTES - within)
+            else:
+                seq, within, size = 0, offset, min(end - offset, CHUNK_BYTES)
+            read = functools.partial(_read_piece, blob=self, seq=seq, offset=within, size=size)
+            if size <= LOOP_READ_BYTES:
+                yield await self.store._read_here(read)
+            else:
+                yield await self.store._read(read)
+            offset += size
 
 
 def _size(content: Content | _Staged) -> int:
@@ -764,6 +831,16 @@ class SqliteStore:
                 conn.execute("COMMIT")
 
         return await self._read(select)
+
+    async def open_content(self, file_id: str, now_ns: int) -> _SqliteBlob | None:
+        def select(conn: sqlite3.Connection) -> _SqliteBlob | None:
+            row = conn.execute(
+                f"SELECT {COLUMNS}, content_id FROM files WHERE id = ? AND expires_at_ns > ?",
+                (file_id, now_ns),
+            ).fetchone()
+            return None if row is None else _SqliteBlob(self, row_record(row[:-1]), row[-1])
+
+        return await self._read_here(select)
 
     async def clear(self) -> None:
         def clear(conn: sqlite3.Connection) -> None:
