@@ -124,18 +124,17 @@ async def _download(request: web.Request) -> web.StreamResponse:
         response.set_status(206)
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     response.content_length = end - start
-    await response.prepare(request)
-    if not head:
-        await _send(request, response, blob, start, end)
+    await _send(request, response, blob, start, end if not head else start)
     return response
 
 
 async def _send(
     request: web.Request, response: web.StreamResponse, blob: Blob, start: int, end: int
 ) -> None:
-    """Writes the range and ends the response; a client gone, or content deleted halfway,
-    ends the connection instead (never a short body on a connection kept alive)."""
+    """Sends the headers and the range; a client gone (before its headers, or halfway), or
+    content deleted halfway, ends the connection (never a short body on one kept alive)."""
     try:
+        await response.prepare(request)
         async for chunk in blob.chunks(start, end):
             await response.write(chunk)  # waits while the socket's buffer is full
         await response.write_eof()

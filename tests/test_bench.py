@@ -151,8 +151,8 @@ def test_latency_pools_the_requests_of_several_logs(tmp_path: Path) -> None:
         (["--quick"], False),
         (["--scenarios", "get"], False),
         (["--concurrency", "1x1"], False),
-        (["--quick", "--postgres", "--sqlite-floor", "--metrics"], True),
-        (["--no-postgres", "--no-sqlite-floor", "--no-metrics"], False),
+        (["--quick", "--postgres", "--sqlite-floor", "--metrics", "--downloads"], True),
+        (["--no-postgres", "--no-sqlite-floor", "--no-metrics", "--no-downloads"], False),
     ],
 )
 def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
@@ -162,6 +162,24 @@ def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
     assert settings.postgres is on
     assert settings.sqlite_floor is on
     assert settings.metrics is on
+    assert settings.downloads is on
+
+
+def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path) -> None:
+    result, report = short_run(
+        tmp_path, "--scenarios", "none", "--no-scale", "--no-stall", "--downloads"
+    )
+    assert report["failures"] == 0
+    points = report["downloads"]
+    assert [p["scenario"] for p in points] == ["download_1m", "download_64k"]
+    for point, size in zip(points, (2**20, 2**16), strict=True):
+        assert (point["sides"], point["connections"]) == (["floor", "ours"], 16)
+        assert point["ratio"] > 0
+        for side in ("floor", "ours"):
+            (run,) = point[side]["rounds"]
+            assert run["max_frame_bytes"] == size  # the probes got the whole file
+            assert run["messages_min"] >= 0.95 * run["done"] > 0
+    assert "| Download 1 MiB (floor: bare aiohttp from memory) | 16x1 |" in result.stdout
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
