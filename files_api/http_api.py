@@ -3,6 +3,7 @@ face under /v2/ and REST for every other path, with each face's JSON errors."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Final
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from files_api.domain.limits import MAX_CONTENT_BYTES
 from files_api.domain.links import DOWNLOAD_ROUTE
+from files_api.domain.records import not_found
 from files_api.health_http import HEALTHZ, READYZ
 from files_api.observe import note_caller
 from files_api.openapi import openapi_handler
@@ -20,10 +22,10 @@ from files_api.rest import json_errors
 from files_api.store import ContentGone
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from files_api.domain.uploads import Uploads
-    from files_api.store import Blob
+    from files_api.store import Content
 
 # Create over REST carries content as base64 in JSON: 4/3 of the largest file, and room.
 MAX_BODY_BYTES = MAX_CONTENT_BYTES * 4 // 3 + 1024 * 1024
@@ -34,6 +36,7 @@ UPLOADS_KEY: web.AppKey[Uploads] = web.AppKey("uploads")
 REST_CATCH_ALL = "/{tail:.*}"
 
 
+@functools.lru_cache(maxsize=1024)
 def content_disposition(name: str) -> str:
     """RFC 6266: an ASCII fallback, and the exact name as RFC 8187 UTF-8 in filename*."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
@@ -45,6 +48,9 @@ def content_disposition(name: str) -> str:
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.ASCII)
 _BEYOND = 2**63  # a position of more digits than this holds is past any file
 UNSATISFIABLE: Final = "unsatisfiable"
+# A body up to this size goes out in one write with its headers; a bigger one after them, as
+# joining them would copy the body (asyncio's writelines joins), which costs more than a send.
+ONE_WRITE_BYTES = 256 * 1024
 
 
 def _position(digits: str) -> int:
@@ -117,29 +123,46 @@ async def _download(request: web.Request) -> web.StreamResponse:
     if wanted == UNSATISFIABLE:
         headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=416, headers=headers)
-    response = web.StreamResponse(headers=headers)
-    start, end = 0, size
+    status, start, end = 200, 0, size
     if isinstance(wanted, tuple):
-        start, end = wanted
-        response.set_status(206)
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        (start, end), status = wanted, 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    chunks = blob.chunks(start, start if head else end)
+    first = None
+    if not head and end > start:
+        try:
+            first = await anext(chunks)
+        except ContentGone:
+            raise not_found(record.id) from None  # deleted since opened: nothing sent yet
+        if len(first) == end - start <= ONE_WRITE_BYTES and isinstance(first, bytes):
+            # A small answer in one piece: its headers go out with it, in one write. The
+            # iterator is run to its end here, or the loop would run a task to finalize it.
+            await anext(chunks, None)
+            return web.Response(status=status, headers=headers, body=first)
+    response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
-    await _send(request, response, blob, start, end if not head else start)
+    await _send(request, response, first, chunks)
     return response
 
 
 async def _send(
-    request: web.Request, response: web.StreamResponse, blob: Blob, start: int, end: int
+    request: web.Request,
+    response: web.StreamResponse,
+    first: Content | None,
+    rest: AsyncIterator[Content],
 ) -> None:
-    """Sends the headers and the range; a client gone (before its headers, or halfway), or
-    content deleted halfway, ends the connection (never a short body on one kept alive)."""
+    """Sends the headers and the body, `first` then `rest`, each piece once the socket took
+    the one before; a client gone (before its headers, or halfway), or content deleted
+    halfway, ends the connection (never a short body on one kept alive)."""
     try:
         await response.prepare(request)
-        async for chunk in blob.chunks(start, end):
+        if first is not None:
+            await response.write(first)
+        async for chunk in rest:
             await response.write(chunk)  # waits while the socket's buffer is full
         await response.write_eof()
-    except ContentGone:
-        log.info("file %s was deleted while downloaded; the connection is closed", blob.record.id)
+    except ContentGone as gone:
+        log.info("file %s was deleted while downloaded; the connection is closed", gone)
     except ConnectionError:
         log.debug("a download's client went away")  # the access log has the request
     else:

@@ -4,9 +4,9 @@ Writes go through one connection on one thread with group commit: whatever write
 while a commit is being made durable go together into the next `BEGIN IMMEDIATE` transaction,
 each in a savepoint of its own (a failing one rolls back alone), and one `COMMIT` with
 `synchronous=FULL` makes them all durable before any of their callers hears back. One fsync
-then serves many Updates. Small reads (a record, a page) run on the event loop's own
-connection, which costs less than a hop to a thread; content is read on a thread pool. In WAL
-mode no read waits behind a write.
+then serves many Updates. Small reads (a record, a page, a download's piece of PIECE_BYTES) run
+on the event loop's own connection, which costs less than a hop to a thread; whole contents are
+read on a thread pool. In WAL mode no read waits behind a write.
 """
 
 from __future__ import annotations
@@ -68,9 +68,12 @@ GROUP_BYTES = 8 * 1024 * 1024
 # file, a group per commit (see `_stage`): a small write waits for one group, never for 128 MiB.
 CHUNK_BYTES = 1024 * 1024
 STAGE_BYTES = GROUP_BYTES
-# A download's pieces up to this size are read on the loop's connection (as a record is, for
-# less than a hop to a thread costs); bigger ones on a reader thread.
-LOOP_READ_BYTES = 64 * 1024
+# A download reads its content in pieces of this size, each on the loop's connection as a
+# record is read: incremental blob I/O reads 256 KiB from the page cache in about 15 us, less
+# than a hop to a reader thread and back costs, and a 1 MiB download cost about 600 us of server
+# CPU this way against 750-900 us as one 1 MiB piece on a reader thread (or 1.4 ms as 256 KiB
+# pieces on one). A download holds one piece, and at most as much in the socket's buffer.
+PIECE_BYTES = 256 * 1024
 # Staged content that no file took within this long was left by a write that died halfway.
 STAGE_TTL_NS = 3600 * 10**9
 
@@ -293,6 +296,14 @@ def _read_piece(
     The rowid and the blob are read in one transaction: a rowid freed by a delete may be taken
     by a later insert, and a read outside that snapshot could open another content's row.
     """
+    if blob.content_id and offset == 0 and size == blob.row_bytes(seq):
+        # A small row read whole: one statement, no snapshot to keep (5.8 against 8.6 us).
+        row = conn.execute(
+            "SELECT data FROM chunks WHERE content_id = ? AND seq = ?", (blob.content_id, seq)
+        ).fetchone()
+        if row is None:
+            raise ContentGone(blob.record.id)
+        return bytes(row[0])
     conn.execute("BEGIN")
     try:
         if blob.content_id:
@@ -330,19 +341,19 @@ class _SqliteBlob:
     record: FileRecord
     content_id: str  # '' for content stored before chunks, in `contents`
 
+    def row_bytes(self, seq: int) -> int:
+        return min(CHUNK_BYTES, self.record.size - seq * CHUNK_BYTES)
+
     async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
         offset = start
         while offset < end:
             if self.content_id:
                 seq, within = divmod(offset, CHUNK_BYTES)
-                size = min(end - offset, CHUNK_BYTES - within)
+                size = min(end - offset, CHUNK_BYTES - within, PIECE_BYTES)
             else:
-                seq, within, size = 0, offset, min(end - offset, CHUNK_BYTES)
+                seq, within, size = 0, offset, min(end - offset, PIECE_BYTES)
             read = functools.partial(_read_piece, blob=self, seq=seq, offset=within, size=size)
-            if size <= LOOP_READ_BYTES:
-                yield await self.store._read_here(read)
-            else:
-                yield await self.store._read(read)
+            yield await self.store._read_here(read)
             offset += size
 
 
