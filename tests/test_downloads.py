@@ -30,7 +30,7 @@ from files_api.domain import Core
 from files_api.domain.limits import ACTIVITY_SLACK_NS, NS_PER_DAY
 from files_api.domain.records import activity, new_record
 from files_api.http_api import UNSATISFIABLE, byte_range
-from files_api.store import READ_BYTES, content_hash, open_store
+from files_api.store import READ_BYTES, ContentGone, content_hash, open_store
 from tests.support import server_process
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
-    from files_api.store import FileRecord
+    from files_api.store import FileRecord, FileStore
     from tests.conftest import Running
 
 MIB = 1024 * 1024
@@ -321,6 +321,10 @@ async def test_a_file_deleted_mid_download_is_cut_short_or_whole_never_wrong(
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         received += await response.content.readexactly(1000)
         await running.stub.Delete(fs.DeleteFileRequest(file_id=file.id))
+        # Written where the deleted rows were (SQLite gives a new row the rowid a deleted last
+        # row had): a read by a stale rowid would find these bytes.
+        other = b"\xff" * (3 * MIB)
+        await running.stub.Create(fs.CreateFileRequest(folder_id="f1", content=other))
         try:
             while chunk := await response.content.read(MIB):
                 received += chunk
@@ -331,6 +335,40 @@ async def test_a_file_deleted_mid_download_is_cut_short_or_whole_never_wrong(
         assert len(received) == len(content)  # the download holds the content it began with
     else:
         assert len(received) < len(content)  # the rest is gone: the connection ended early
+
+
+async def test_a_piece_read_after_a_delete_is_never_another_files(
+    store: FileStore, backend: str
+) -> None:
+    """The store's side of it, step by step: a download has read the first piece of a row when
+    its file is deleted and another written in its place (SQLite gives the new rows the rowids
+    the deleted last rows had)."""
+    now = time.time_ns()
+
+    def record(content: bytes) -> FileRecord:
+        made = new_record(
+            "f1", ANONYMOUS, now, name="x", description="", mime_type="text/plain", size=SIZE
+        )
+        return made._replace(content_hash=content_hash(content))
+
+    first = await store.create(record(CONTENT), CONTENT)
+    blob = await store.open_content(first.id, now)
+    assert blob is not None
+    pieces = blob.chunks(0, SIZE)
+    read = bytearray(await anext(pieces))
+    # SQLite reads a row in pieces: the rest of this one is still to read, by the rowid found.
+    assert len(read) < (MIB if backend == "sqlite" else SIZE)
+    assert await store.delete(first.id, now)
+    other = bytes(255 - b for b in CONTENT)
+    await store.create(record(other), other)
+    try:
+        async for piece in pieces:
+            read += piece
+    except ContentGone:
+        assert backend != "memory"
+        assert bytes(read) == CONTENT[: len(read)] and len(read) < SIZE
+    else:
+        assert (backend, bytes(read)) == ("memory", CONTENT)  # it holds what it began with
 
 
 # --- memory (issue #22) ---------------------------------------------------------------------
