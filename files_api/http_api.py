@@ -48,9 +48,6 @@ def content_disposition(name: str) -> str:
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.ASCII)
 _BEYOND = 2**63  # a position of more digits than this holds is past any file
 UNSATISFIABLE: Final = "unsatisfiable"
-# A body up to this size goes out in one write with its headers; a bigger one after them, as
-# joining them would copy the body (asyncio's writelines joins), which costs more than a send.
-ONE_WRITE_BYTES = 256 * 1024
 
 
 def _position(digits: str) -> int:
@@ -134,11 +131,6 @@ async def _download(request: web.Request) -> web.StreamResponse:
             first = await anext(chunks)
         except ContentGone:
             raise not_found(record.id) from None  # deleted since opened: nothing sent yet
-        if len(first) == end - start <= ONE_WRITE_BYTES and isinstance(first, bytes):
-            # A small answer in one piece: its headers go out with it, in one write. The
-            # iterator is run to its end here, or the loop would run a task to finalize it.
-            await anext(chunks, None)
-            return web.Response(status=status, headers=headers, body=first)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
     await _send(request, response, first, chunks)
