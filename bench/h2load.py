@@ -150,7 +150,7 @@ def combine(runs: Sequence[Run], latency_ms: dict[str, float]) -> Run:
 
 def run(
     url: str,
-    payload: Path,
+    payload: Path | None,
     *,
     connections: int,
     streams: int,
@@ -160,8 +160,8 @@ def run(
     http1: bool = False,
 ) -> Run:
     """A timed run: `connections` times `streams` POSTs of `payload` to `url` for `duration_s`
-    (another method with a `:method: PATCH` header; over HTTP/1.1 with `http1`, where `streams`
-    above 1 would be pipelining).
+    (another method with a `:method: PATCH` header; GETs with no payload; over HTTP/1.1 with
+    `http1`, where `streams` above 1 would be pipelining).
 
     No --warm-up-time: h2load 1.52 keeps counting DATA bytes through the warm-up while it resets
     the request counts, which would spoil the byte check; warm up with a separate run instead.
@@ -170,8 +170,7 @@ def run(
         require_h2load(),
         *(["--h1"] if http1 else []),
         *(arg for header in headers for arg in ("-H", header)),
-        "-d",
-        str(payload),
+        *(["-d", str(payload)] if payload is not None else []),
         "-c",
         str(connections),
         "-m",

@@ -1,12 +1,14 @@
 """The REST floor: a bare aiohttp app that answers `PATCH /files/v1/files/{file_id}` with one
-constant JSON File and does nothing else.
+constant JSON File and does nothing else; and the download floor: `GET
+/files/v1/files/{file_id}/content?size=N` answers the download part's N bytes
+(`bench.workload.download_content`), held in memory, with the headers ours sends.
 
 It runs on the stack our HTTP listener runs on (aiohttp's AppRunner and TCPSite, no access log,
 the same asyncio loop policy), so what separates the two in a benchmark is our work: routing
 through the transcoder, JSON to proto and back, the Update itself, and SQLite. Like ours it reads
 the request body before it answers; it does not parse it.
 
-    python -m bench.http_floor [--listen 127.0.0.1:0]
+    python -m bench.http_floor [--listen 127.0.0.1:0] [--downloads 65536,1048576]
 
 prints `bare aiohttp serving HTTP on HOST:PORT` on stdout once it accepts requests; SIGTERM
 stops it.
@@ -22,7 +24,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from bench.stopping import until_stopped
-from bench.workload import constant_file
+from bench.workload import constant_file, download_content
 
 # The gRPC floor's File in compact proto3 JSON, as our transcoder renders it (files_api.transcoder).
 _BODY = json_format.MessageToJson(constant_file(), indent=None).encode() + b"\n"
@@ -33,15 +35,35 @@ async def _patch(request: web.Request) -> web.Response:
     return web.Response(body=_BODY, content_type="application/json")
 
 
-def make_app() -> web.Application:
+_CONTENTS: web.AppKey[dict[str, bytes]] = web.AppKey("contents")
+
+
+async def _download(request: web.Request) -> web.Response:
+    content = request.app[_CONTENTS].get(request.query.get("size", ""))
+    if content is None:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=content,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": 'attachment; filename="bench.bin"',
+            "Accept-Ranges": "bytes",
+            "ETag": '"0123456789ABCDEF0123456789ABCDEF01234567"',
+        },
+    )
+
+
+def make_app(download_sizes: list[int] | None = None) -> web.Application:
     app = web.Application()
     app.router.add_patch("/files/v1/files/{file_id}", _patch)
+    app[_CONTENTS] = {str(size): download_content(size) for size in download_sizes or ()}
+    app.router.add_get("/files/v1/files/{file_id}/content", _download)
     return app
 
 
-async def serve(listen: str) -> None:
+async def serve(listen: str, download_sizes: list[int] | None = None) -> None:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(), access_log=None)  # as files_api.app does
+    runner = web.AppRunner(make_app(download_sizes), access_log=None)  # as files_api.app does
     await runner.setup()
     site = web.TCPSite(runner, host, int(port))
     await site.start()
@@ -54,8 +76,15 @@ async def serve(listen: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.http_floor", description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    parser.add_argument(
+        "--downloads",
+        type=lambda text: [int(size) for size in text.split(",")],
+        default=[],
+        metavar="SIZES",
+        help="comma-separated byte counts to serve as downloads",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    asyncio.run(serve(args.listen))
+    asyncio.run(serve(args.listen, args.downloads))
 
 
 if __name__ == "__main__":

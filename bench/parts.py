@@ -1,9 +1,10 @@
 """The parts of a run, each a list of compared points: the floor against ours scenario by
 scenario (`run_main`), 1,000 against many files (`run_scale`), the floor against the SQLite floor
 (`run_sqlite_floor`), ours with metrics off against on (`run_metrics`), PostgreSQL
-(`run_postgres`), and small calls stalled by big uploads (`run_stall`, measured by
-bench/stall.py). Each starts its servers, sets them up, measures, reports every point on stderr
-as it is done, and stops them.
+(`run_postgres`), small calls stalled by big uploads (`run_stall`, measured by
+bench/stall.py), and downloads against the bare aiohttp download floor (`run_downloads`).
+Each starts its servers, sets them up, measures, reports every point on stderr as it is done,
+and stops them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bench import stall, workload
 from bench.measurement import compare, idle_cpu
 from bench.processes import running, start_floor, start_http_floor, start_ours
-from bench.scenarios import BY_KEY, HEADLINE
+from bench.scenarios import BY_KEY, DOWNLOAD_CONNECTIONS, DOWNLOADS, HEADLINE
 from bench.seed import seed
 from bench.targets import Replicas, RestTarget, Target, serving_targets, set_up_ours
 
@@ -205,6 +206,42 @@ def run_stall(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
             for side in point["sides"]
         )
         print(f"  {point['title']}: worst ms {worst}", file=sys.stderr, flush=True)
+    return points
+
+
+def run_downloads(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+    """GETs of a signed link to a 1 MiB and a 64 KiB file (the default expiration policy, so a
+    download is activity) over HTTP/1.1 at 16 connections: the bare aiohttp handler answering
+    the same bytes from memory against ours on SQLite."""
+    work = tmp / "downloads"
+    work.mkdir()
+    sizes = workload.DOWNLOAD_SIZES
+    floor = start_http_floor("--downloads", ",".join(str(size) for size in sizes.values()))
+    ours = start_ours(f"sqlite:///{work / 'downloads.db'}")
+    points = []
+    with running(floor, ours) as addresses:
+        grpc_ours = Target(ours, addresses[1], work)
+        try:
+            sides = [
+                RestTarget(floor, addresses[0], work, name="floor"),
+                RestTarget(ours, ours.http_address, work),
+            ]
+            for key, size in sizes.items():
+                created = grpc_ours.call(
+                    "Create",
+                    workload.create_request(
+                        workload.download_content(size), workload.CREATE_FOLDER_ID, f"{key}.bin"
+                    ),
+                )
+                url = grpc_ours.call("GetUrl", workload.get_url_request(created.id))  # type: ignore[attr-defined]
+                sides[1].ids[key] = url.url[url.url.index("/files/") :]  # type: ignore[attr-defined]
+                sides[0].ids[key] = f"/files/v1/files/floor/content?size={size}"
+            for scenario in DOWNLOADS:
+                point = compare(sides, scenario, DOWNLOAD_CONNECTIONS, 1, settings)
+                points.append(point)
+                _progress(point)
+        finally:
+            grpc_ours.close()
     return points
 
 

@@ -145,9 +145,9 @@ def start_floor(*args: str, name: str = "floor") -> ServerProcess:
     return ServerProcess(name, [sys.executable, "-m", "bench.floor", *args], health=False)
 
 
-def start_http_floor() -> ServerProcess:
+def start_http_floor(*args: str) -> ServerProcess:
     return ServerProcess(
-        "bare aiohttp", [sys.executable, "-m", "bench.http_floor"], health=False, grpc=False
+        "bare aiohttp", [sys.executable, "-m", "bench.http_floor", *args], health=False, grpc=False
     )
 
 

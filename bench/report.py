@@ -109,6 +109,8 @@ def report_text(report: dict[str, Any]) -> str:
         )
     if report.get("stall"):
         parts.append(stall_table(report["stall"]))
+    if report.get("downloads"):
+        parts.append(table(report["downloads"]))
     return "\n\n".join(parts)
 
 

@@ -15,7 +15,9 @@ Get on a throwaway PostgreSQL cluster, against the floor and with one replica ag
 calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py); `--metrics`
 runs Update and Get on ours with metrics off against on; `--upload-floor` runs Create 1 MiB on
 the floor against the durable-upload floor (bench/floor.py --durable-uploads: each upload
-fsynced to a file of its own) and on that against ours.
+fsynced to a file of its own) and on that against ours; `--downloads` GETs a signed link to a
+1 MiB and a 64 KiB file over HTTP/1.1 at 16 connections, ours against a bare aiohttp handler
+answering the same bytes from memory (bench/http_floor.py --downloads).
 
     python -m bench.run               # everything, with the scale runs (~14.5 minutes on 2 cores)
     python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~8.5 minutes)
@@ -23,6 +25,7 @@ fsynced to a file of its own) and on that against ours.
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
     python -m bench.run --scenarios none --no-scale --postgres-url URL   # ... on your database
     python -m bench.run --scenarios none --no-scale --stall   # the stall part alone (~80 s)
+    python -m bench.run --scenarios none --no-scale --no-stall --downloads   # downloads alone
 
 This module is the command line and the report files; the rest of the harness lives in
 bench/scenarios.py (what is measured), bench/targets.py (the servers as the driver sees them),
@@ -45,6 +48,7 @@ from typing import Any
 
 from bench import h2load
 from bench.parts import (
+    run_downloads,
     run_main,
     run_metrics,
     run_postgres,
@@ -128,6 +132,13 @@ def parse_args(argv: list[str]) -> Settings:
         " with --quick; off with --scenarios or --concurrency)",
     )
     parser.add_argument(
+        "--downloads",
+        action=argparse.BooleanOptionalAction,
+        help="GETs of a signed link to a 1 MiB and a 64 KiB file at 16 HTTP/1.1 connections,"
+        " ours against a bare aiohttp handler answering from memory (default: on in the full"
+        " run only, as --postgres)",
+    )
+    parser.add_argument(
         "--stall-bytes",
         type=int,
         default=MAX_CONTENT_BYTES,
@@ -176,6 +187,7 @@ def parse_args(argv: list[str]) -> Settings:
         # The stall part has no scenarios or concurrency of its own to choose.
         stall=not (args.scenarios or args.concurrency) if args.stall is None else args.stall,
         stall_bytes=args.stall_bytes,
+        downloads=full_run if args.downloads is None else args.downloads,
     )
 
 
@@ -217,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "upload_floor": None,
         "postgres": None,
         "stall": None,
+        "downloads": None,
     }
     with tempfile.TemporaryDirectory(prefix="files-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -241,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         if settings.stall:
             print("stall: small calls during big uploads, floor vs ours:", file=sys.stderr)
             report["stall"] = run_stall(settings, tmp)
+        if settings.downloads:
+            print("downloads: bare aiohttp from memory vs ours:", file=sys.stderr)
+            report["downloads"] = run_downloads(settings, tmp)
     report["duration_seconds"] = clock.seconds()
     report["machine"]["loadavg_at_end"] = os.getloadavg()
     postgres = report["postgres"] or {}
@@ -253,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         *postgres.get("floor_points", []),
         *postgres.get("replica_points", []),
         *(report["stall"] or []),
+        *(report["downloads"] or []),
     ]
     failures = sum(p[side]["failures"] for p in points for side in p["sides"])
     report["failures"] = failures

@@ -93,6 +93,21 @@ SCENARIOS = [
 ]
 BY_KEY = {s.key: s for s in SCENARIOS}
 
+# The download part (`--downloads`): GETs of a signed link, a file of the default expiration
+# policy, against the bare aiohttp floor answering the same bytes from memory. Not in SCENARIOS:
+# its links come from a set-up of its own (bench.parts.run_downloads).
+DOWNLOADS = [
+    Scenario(
+        key,
+        f"Download {title} (floor: bare aiohttp from memory)",
+        "download",
+        lambda ids: workload.get_request(""),  # none: it is REST only
+        rest=lambda ids, key=key: workload.rest_download(ids[key]),  # type: ignore[misc]
+    )
+    for key, title in (("download_1m", "1 MiB"), ("download_64k", "64 KiB"))
+]
+DOWNLOAD_CONNECTIONS = 16
+
 
 def _content(size: int) -> bytes:
     # Incompressible and not text, like an uploaded binary: MIME detection reads its head.
@@ -120,3 +135,4 @@ class Settings:
     postgres_url: str | None = None
     stall: bool = False
     stall_bytes: int = MAX_CONTENT_BYTES
+    downloads: bool = False

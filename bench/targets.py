@@ -40,7 +40,7 @@ class Load:
     """What h2load sends one server in a scenario."""
 
     url: str
-    payload: Path
+    payload: Path | None
     headers: tuple[str, ...] = h2load.GRPC_HEADERS
     http1: bool = False
 
@@ -157,6 +157,8 @@ class RestTarget:
 
     def load(self, scenario: Scenario) -> Load:
         call, path = self._call(scenario)
+        if call.method == "GET":  # h2load's default method, with no body
+            return Load(f"http://{self.address}{call.path}", None, (), http1=True)
         return Load(
             f"http://{self.address}{call.path}",
             path,
@@ -177,9 +179,12 @@ class RestTarget:
         try:
             for _ in range(PROBES):
                 try:
-                    connection.request(
-                        call.method, call.path, call.body, {"content-type": "application/json"}
-                    )
+                    if call.method == "GET":
+                        connection.request("GET", call.path)
+                    else:
+                        connection.request(
+                            call.method, call.path, call.body, {"content-type": "application/json"}
+                        )
                     response = connection.getresponse()
                     body = response.read()
                 except (OSError, http.client.HTTPException) as e:
@@ -190,7 +195,7 @@ class RestTarget:
                     errors.append(f"HTTP {response.status}: {body[:200]!r}")
                     continue
                 bodies.add(body)
-                widest = max(widest, _widest_json(body))
+                widest = max(widest, len(body) if call.method == "GET" else _widest_json(body))
         finally:
             connection.close()
         return {"ok": PROBES - len(errors), "errors": errors, "frames": bodies, "widest": widest}

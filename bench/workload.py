@@ -99,6 +99,10 @@ def get_request(file_id: str) -> file_service_pb2.GetFileRequest:
     return file_service_pb2.GetFileRequest(file_id=file_id)
 
 
+def get_url_request(file_id: str) -> file_service_pb2.GetFileUrlRequest:
+    return file_service_pb2.GetFileUrlRequest(file_id=file_id)
+
+
 def list_request(folder_id: str = LIST_FOLDER_ID) -> file_service_pb2.ListFilesRequest:
     return file_service_pb2.ListFilesRequest(folder_id=folder_id, page_size=LIST_PAGE_SIZE)
 
@@ -121,6 +125,20 @@ def rest_update(file_id: str) -> RestCall:
         "description": "updated by the benchmark",
     }
     return RestCall("PATCH", f"/files/v1/files/{file_id}", json.dumps(body).encode())
+
+
+DOWNLOAD_SIZES = {"download_1m": 1024 * 1024, "download_64k": 64 * 1024}
+"""The download part's files by scenario key: what ours stores and the floor holds in memory."""
+
+
+def download_content(size: int) -> bytes:
+    """The bytes of a download file of `size` bytes, alike on ours and on the floor."""
+    return random_content(size)
+
+
+def rest_download(path: str) -> RestCall:
+    """A GET of a download link's path and query (ours: signed; the floor: any)."""
+    return RestCall("GET", path, b"")
 
 
 def json_array(size: int) -> bytes:

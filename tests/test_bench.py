@@ -151,8 +151,27 @@ def test_latency_pools_the_requests_of_several_logs(tmp_path: Path) -> None:
         (["--quick"], False),
         (["--scenarios", "get"], False),
         (["--concurrency", "1x1"], False),
-        (["--quick", "--postgres", "--sqlite-floor", "--metrics", "--upload-floor"], True),
-        (["--no-postgres", "--no-sqlite-floor", "--no-metrics", "--no-upload-floor"], False),
+        (
+            [
+                "--quick",
+                "--postgres",
+                "--sqlite-floor",
+                "--metrics",
+                "--upload-floor",
+                "--downloads",
+            ],
+            True,
+        ),
+        (
+            [
+                "--no-postgres",
+                "--no-sqlite-floor",
+                "--no-metrics",
+                "--no-upload-floor",
+                "--no-downloads",
+            ],
+            False,
+        ),
     ],
 )
 def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
@@ -163,6 +182,7 @@ def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
     assert settings.sqlite_floor is on
     assert settings.metrics is on
     assert settings.upload_floor is on
+    assert settings.downloads is on
 
 
 def test_uploads_are_measured_against_the_durable_upload_floor(tmp_path: Path) -> None:
@@ -174,6 +194,23 @@ def test_uploads_are_measured_against_the_durable_upload_floor(tmp_path: Path) -
         assert point["scenario"] == "create_1m"
         assert all(point[side]["rounds"][0]["done"] > 0 for side in point["sides"])
     assert "| upload floor req/s | ours req/s |" in result.stdout
+
+
+def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path) -> None:
+    result, report = short_run(
+        tmp_path, "--scenarios", "none", "--no-scale", "--no-stall", "--downloads"
+    )
+    assert report["failures"] == 0
+    points = report["downloads"]
+    assert [p["scenario"] for p in points] == ["download_1m", "download_64k"]
+    for point, size in zip(points, (2**20, 2**16), strict=True):
+        assert (point["sides"], point["connections"]) == (["floor", "ours"], 16)
+        assert point["ratio"] > 0
+        for side in ("floor", "ours"):
+            (run,) = point[side]["rounds"]
+            assert run["max_frame_bytes"] == size  # the probes got the whole file
+            assert run["messages_min"] >= 0.95 * run["done"] > 0
+    assert "| Download 1 MiB (floor: bare aiohttp from memory) | 16x1 |" in result.stdout
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:

@@ -29,6 +29,10 @@ MAX_PAGE_BYTES = 3 * 1024 * 1024
 DEFAULT_URL_TTL_SECONDS = 3600  # GetUrl's links (--url-ttl-seconds)
 MAX_URL_TTL_SECONDS = 115_200  # PDS's ceiling for expire_sec
 DEFAULT_PDS_URL_TTL_SECONDS = 900  # PDS's default for expire_sec
+# A download moves a SINCE_LAST_ACTIVE file's expires_at only when that moves it this much or
+# more (as `relatime` does atime): at most one durable write a minute per file, and expires_at
+# at most this much earlier than the last download would have set (TTLs are counted in days).
+ACTIVITY_SLACK_NS = 60 * 10**9
 
 # The PDS face
 MAX_PDS_LABELS = 100

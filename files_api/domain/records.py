@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from files_api_stubs.yandex.cloud.ai.common import common_pb2
 
 from files_api.domain.limits import (
+    ACTIVITY_SLACK_NS,
     DEFAULT_POLICY,
     DEFAULT_TTL_DAYS,
     HASH_OFF_LOOP_BYTES,
@@ -256,6 +257,21 @@ def touch(record: FileRecord, now_ns: int) -> FileRecord:
             record.expiration_policy, record.ttl_days, record.created_at_ns, now_ns
         )
     )
+
+
+def activity(record: FileRecord, now_ns: int) -> FileRecord | None:
+    """The record as a download at `now_ns` leaves it, or None when there is nothing to write.
+
+    The rule for downloads, in one place: a STATIC file's expiry never moves; a
+    SINCE_LAST_ACTIVE one's moves only forward, and only once it would move by ACTIVITY_SLACK_NS
+    or more (so a file downloaded all day costs a write a minute, and its expires_at lags what
+    its last download would set by less than that). Never backwards: an Update that lowered
+    `ttl_days` meanwhile is not undone, and a download racing it does not shorten the file.
+    """
+    due = touch(record, now_ns).expires_at_ns
+    if record.expiration_policy == _STATIC or due - record.expires_at_ns < ACTIVITY_SLACK_NS:
+        return None
+    return record._replace(expires_at_ns=due)
 
 
 # --- content -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from files_api.auth import ANONYMOUS, Caller
 from files_api.domain.limits import MAX_CONTENT_BYTES, MAX_PARTS, UPLOAD_TTL_NS
 from files_api.domain.naming import IGNORE, REFUSE, naming_for
 from files_api.domain.records import (
+    activity,
     hash_content,
     new_record,
     not_found,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from files_api.domain.core import Core
-    from files_api.store import Content, FileRecord
+    from files_api.store import Blob, FileRecord
 
 # Completion reads the parts, then writes the file only if no part was put in between; a
 # client that keeps re-sending parts meanwhile is told to try again after this many reads.
@@ -60,12 +61,6 @@ class Staged:
     upload_id: str = ""
     part_urls: tuple[str, ...] = ()
     holder: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Download:
-    record: FileRecord
-    content: Content
 
 
 def too_large(size: int) -> ResourceExhausted:
@@ -176,16 +171,29 @@ class Uploads:
                 return done
         raise Unavailable(f"the parts of upload {upload_id!r} kept changing; complete it again")
 
-    async def download(self, file_id: str, expires: str, signature: str) -> Download:
-        """The bytes behind a signed URL; a download is activity for SINCE_LAST_ACTIVE files."""
+    async def download(
+        self, file_id: str, expires: str, signature: str, *, active: bool = True
+    ) -> Blob:
+        """The content behind a signed URL, opened to be read a range at a time (the link is
+        checked before anything is read). A download (`active`; not a HEAD) is activity for
+        SINCE_LAST_ACTIVE files, written as `activity` decides: most downloads write nothing.
+        """
         core = self.core
         now = core.clock()
         core.links.check_download(file_id, expires, signature, now)
-        content = await core.store.content(file_id, now)
-        record = await core.store.update(file_id, now, lambda r: touch(r, now))
-        if content is None or record is None:
+        blob = await core.store.open_content(file_id, now)
+        if blob is None:
             raise not_found(file_id)
-        return Download(record, content)
+        if active and activity(blob.record, now) is not None:
+
+            def record_activity(record: FileRecord) -> FileRecord:
+                # The time is taken inside the write, after any write queued before it (an
+                # Update, another download): activity never sets an earlier expiry than theirs.
+                return activity(record, core.clock()) or record
+
+            if await core.store.update(file_id, now, record_activity) is None:
+                raise not_found(file_id)
+        return blob
 
 
 async def _assemble(upload: Upload, parts: list[bytes], now_ns: int) -> tuple[FileRecord, bytes]:

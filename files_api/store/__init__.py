@@ -89,6 +89,32 @@ def content_hash(content: Content) -> str:
     return hashlib.sha1(content, usedforsecurity=False).hexdigest().upper()
 
 
+class ContentGone(Exception):
+    """Raised by `Blob.chunks` when the file was deleted (or swept) after `open_content`: its
+    content is no longer there to read, and no byte of another content is ever given instead."""
+
+
+class Blob(Protocol):
+    """A live file's content, opened for reading a range at a time (a download's body).
+
+    `record` is the file as it was when opened: `size` and `content_hash` are its content's.
+    Nothing of the content is read until `chunks` is iterated, and each chunk is read when the
+    one before has been taken: a reader holds one chunk (at most READ_BYTES), never the file.
+    Content never changes under a file id, so chunks read at different moments belong to the
+    same content; if the file is deleted meanwhile, `chunks` raises ContentGone.
+    """
+
+    @property
+    def record(self) -> FileRecord: ...
+
+    def chunks(self, start: int, end: int) -> AsyncIterator[Content]:
+        """Bytes [start, end) of the content, in order, in pieces of at most READ_BYTES."""
+
+
+READ_BYTES = 1024 * 1024
+"""The most a `Blob` reads at once: the chunk rows of the SQL backends are this size."""
+
+
 Cursor = tuple[int | str, str]
 """A position in a folder's listing: (sort key, id) of the last record already seen."""
 
@@ -319,6 +345,10 @@ class FileStore(Protocol):
         (`files_api.store.wire.file_bytes` of the record, as stored with it)."""
 
     async def content(self, file_id: str, now_ns: int) -> Content | None: ...
+
+    async def open_content(self, file_id: str, now_ns: int) -> Blob | None:
+        """The live file's record with its content ready to read a range at a time (reading
+        only the record now); None when there is no live file."""
 
     async def totals(self, now_ns: int) -> tuple[int, int]:
         """How many live files there are and their bytes (for the metrics' gauges)."""

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
 
-from files_api.store import NEWEST_FIRST, Counts
+from files_api.store import NEWEST_FIRST, READ_BYTES, Counts
 from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
@@ -213,6 +213,12 @@ class MemoryStore:
             return None
         return self._contents[file_id]
 
+    async def open_content(self, file_id: str, now_ns: int) -> _MemoryBlob | None:
+        record = await self.get(file_id, now_ns)
+        if record is None:
+            return None
+        return _MemoryBlob(record, self._contents[file_id])
+
     async def clear(self) -> None:
         for kept in (self._records, self._contents, self._audit, self._uploads, self._parts):
             kept.clear()
@@ -262,6 +268,20 @@ class MemoryStore:
 
 def _event_time(event: AuditEvent) -> int:
     return event.time_ns
+
+
+@dataclasses.dataclass(frozen=True)
+class _MemoryBlob:
+    """Holds the content object itself: a delete meanwhile drops the store's reference, not
+    this one, so a download begun before it ends with the bytes it began with."""
+
+    record: FileRecord
+    content: Content
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[Content]:
+        view = memoryview(self.content)
+        for offset in range(start, end, READ_BYTES):
+            yield view[offset : min(offset + READ_BYTES, end)]
 
 
 @dataclasses.dataclass

@@ -41,6 +41,7 @@ from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
     AuditEvent,
+    ContentGone,
     Counts,
     FileRecord,
     content_hash,
@@ -295,6 +296,15 @@ async def _gather(conn: asyncpg.pool.PoolConnectionProxy, file_id: str, size: in
     if offset != size:
         raise RuntimeError(f"file {file_id!r} has {offset} bytes of content, not {size}")
     return buffer
+
+
+# One stored row's bytes in a range, if the file still has the content it was opened with: a
+# content hash that matches means the same bytes, whatever happened to the file meanwhile.
+_PIECE = (
+    "SELECT substring(contents.data FROM $3 FOR $4) FROM contents"
+    " JOIN files ON files.id = contents.file_id"
+    " WHERE contents.file_id = $1 AND contents.seq = $2 AND files.content_hash = $5"
+)
 
 
 async def _pending_upload(
@@ -648,6 +658,15 @@ class PostgresStore:
                 return None
             return await _gather(conn, file_id, size)
 
+    async def open_content(self, file_id: str, now_ns: int) -> _PostgresBlob | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2",
+                file_id,
+                now_ns,
+            )
+        return None if row is None else _PostgresBlob(self, _record(row))
+
     async def clear(self) -> None:
         async with self._connection() as conn:
             await conn.execute("TRUNCATE upload_parts, uploads, audit, contents, files")
@@ -698,6 +717,35 @@ class PostgresStore:
                 " PRIMARY KEY (key, seq)) ON COMMIT DROP"
             )
             yield _PostgresLoader(conn)
+
+
+class _PostgresBlob:
+    """A file's content read a stored row at a time (`substring` for the ends of a range),
+    each row in a statement of its own on a connection taken from the pool for just that
+    statement. Not one snapshot for the whole download: a client that stops reading would hold
+    a pooled connection (and a transaction that holds back vacuum) for as long as it stalled,
+    and ten of them would take the pool. Each statement checks the file still has the content
+    hash it was opened with, so every piece is of one content or the read ends (ContentGone).
+    """
+
+    def __init__(self, store: PostgresStore, record: FileRecord) -> None:
+        self.store = store
+        self.record = record
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        record = self.record
+        offset = start
+        while offset < end:
+            seq, within = divmod(offset, CHUNK_BYTES)
+            size = min(end - offset, CHUNK_BYTES - within)
+            async with self.store._connection() as conn:
+                data = await conn.fetchval(
+                    _PIECE, record.id, seq, within + 1, size, record.content_hash
+                )
+            if data is None or len(data) != size:
+                raise ContentGone(record.id)
+            yield data
+            offset += size
 
 
 class _PostgresSnapshot:

@@ -4,9 +4,9 @@ Writes go through one connection on one thread with group commit: whatever write
 while a commit is being made durable go together into the next `BEGIN IMMEDIATE` transaction,
 each in a savepoint of its own (a failing one rolls back alone), and one `COMMIT` with
 `synchronous=FULL` makes them all durable before any of their callers hears back. One fsync
-then serves many Updates. Small reads (a record, a page) run on the event loop's own
-connection, which costs less than a hop to a thread; content is read on a thread pool. In WAL
-mode no read waits behind a write.
+then serves many Updates. Small reads (a record, a page, a download's piece of PIECE_BYTES) run
+on the event loop's own connection, which costs less than a hop to a thread; whole contents are
+read on a thread pool. In WAL mode no read waits behind a write.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
     AuditEvent,
+    ContentGone,
     Counts,
     FileRecord,
     content_hash,
@@ -71,6 +72,13 @@ GROUP_BYTES = 8 * 1024 * 1024
 # file, a group per commit (see `_stage`): a small write waits for one group, never for 128 MiB.
 CHUNK_BYTES = 1024 * 1024
 STAGE_BYTES = GROUP_BYTES
+# A download reads its content in pieces of this size, each on the loop's connection as a
+# record is read: incremental blob I/O reads 512 KiB from the page cache in about 30 us, less
+# than a hop to a reader thread and back costs. Server CPU per 1 MiB download (h2load, 16
+# connections): 430-560 us in 512 KiB pieces, 540-590 us in 256 KiB pieces, 1.15 ms in one
+# 1 MiB piece, 750-900 us as one 1 MiB piece on a reader thread. A download holds one piece,
+# and at most about as much in the socket's buffer.
+PIECE_BYTES = 512 * 1024
 # Staged content that no file took within this long was left by a write that died halfway.
 STAGE_TTL_NS = 3600 * 10**9
 
@@ -300,6 +308,102 @@ def _pending_upload(
         (file_id, upload_id, now_ns),
     ).fetchone()
     return None if row is None else upload_from_json(row[0], upload_id, row[1], row[2], row[3])
+
+
+def _read_piece(
+    conn: sqlite3.Connection, blob: _SqliteBlob, seq: int, offset: int, size: int
+) -> bytes:
+    """`size` bytes at `offset` of one stored row of the content, by incremental blob I/O: only
+    the pages of the range are read (a 1 KiB tail of a 1 MiB row costs 10 us, not the 1 ms
+    `substr` takes, and a whole row 60 us against 110 us for `SELECT data`)."""
+    if not blob.content_id:
+        return _read_legacy(conn, blob, offset, size)
+    if offset == 0 and size == blob.row_bytes(seq):
+        # A row read whole in one piece: one statement (5.8 against 8.6 us for a small row).
+        row = conn.execute(
+            "SELECT data FROM chunks WHERE content_id = ? AND seq = ?", (blob.content_id, seq)
+        ).fetchone()
+        if row is None:
+            raise ContentGone(blob.record.id)
+        return bytes(row[0])
+    rowid = blob.rowids.get(seq)
+    if rowid is None:
+        row = conn.execute(
+            "SELECT rowid FROM chunks WHERE content_id = ? AND seq = ?", (blob.content_id, seq)
+        ).fetchone()
+        if row is None:
+            raise ContentGone(blob.record.id)
+        rowid = blob.rowids[seq] = row[0]
+    try:
+        with conn.blobopen("chunks", "data", rowid, readonly=True) as handle:
+            # An open handle holds the connection's read transaction, so this sees the row the
+            # handle opened. A rowid freed by a delete may be taken by a later insert, but a
+            # content id is never used again: a row that still names ours is ours.
+            mine = conn.execute(
+                "SELECT 1 FROM chunks WHERE rowid = ? AND content_id = ? AND seq = ?",
+                (rowid, blob.content_id, seq),
+            ).fetchone()
+            if mine is None:
+                raise ContentGone(blob.record.id)
+            handle.seek(offset)
+            data = handle.read(size)
+    except sqlite3.OperationalError as e:
+        if "no such rowid" not in str(e):
+            raise
+        raise ContentGone(blob.record.id) from None
+    if len(data) != size:
+        raise ContentGone(blob.record.id)
+    return data
+
+
+def _read_legacy(conn: sqlite3.Connection, blob: _SqliteBlob, offset: int, size: int) -> bytes:
+    """The same from content stored before chunks: one row under the file's id, which an import
+    could give another file, so the row is found and read in one snapshot, by content hash."""
+    conn.execute("BEGIN")
+    try:
+        row = conn.execute(
+            "SELECT contents.rowid FROM contents JOIN files ON files.id = contents.file_id"
+            " WHERE contents.file_id = ? AND files.content_hash = ?",
+            (blob.record.id, blob.record.content_hash),
+        ).fetchone()
+        if row is None:
+            raise ContentGone(blob.record.id)
+        with conn.blobopen("contents", "data", row[0], readonly=True) as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    finally:
+        conn.execute("COMMIT")
+    if len(data) != size:
+        raise ContentGone(blob.record.id)
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class _SqliteBlob:
+    """A file's content by its content id (immutable: chunks are written once under a fresh
+    id and only ever deleted), read PIECE_BYTES at a time, each read in a snapshot of its own.
+    No read transaction stays open between pieces: a stalled reader would otherwise hold back
+    every checkpoint, and the WAL would grow as long as it stalled."""
+
+    store: SqliteStore
+    record: FileRecord
+    content_id: str  # '' for content stored before chunks, in `contents`
+    rowids: dict[int, int] = dataclasses.field(default_factory=dict)  # by seq, as found
+
+    def row_bytes(self, seq: int) -> int:
+        return min(CHUNK_BYTES, self.record.size - seq * CHUNK_BYTES)
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        offset = start
+        while offset < end:
+            if self.content_id:
+                seq, within = divmod(offset, CHUNK_BYTES)
+                size = min(end - offset, CHUNK_BYTES - within, PIECE_BYTES)
+            else:
+                seq, within, size = 0, offset, min(end - offset, PIECE_BYTES)
+            read = functools.partial(_read_piece, blob=self, seq=seq, offset=within, size=size)
+            yield await self.store._read_here(read)
+            offset += size
 
 
 def _size(content: Content | _Staged) -> int:
@@ -807,6 +911,16 @@ class SqliteStore:
                 conn.execute("COMMIT")
 
         return await self._read(select)
+
+    async def open_content(self, file_id: str, now_ns: int) -> _SqliteBlob | None:
+        def select(conn: sqlite3.Connection) -> _SqliteBlob | None:
+            row = conn.execute(
+                f"SELECT {COLUMNS}, content_id FROM files WHERE id = ? AND expires_at_ns > ?",
+                (file_id, now_ns),
+            ).fetchone()
+            return None if row is None else _SqliteBlob(self, row_record(row[:-1]), row[-1])
+
+        return await self._read_here(select)
 
     async def clear(self) -> None:
         def clear(conn: sqlite3.Connection) -> None:
