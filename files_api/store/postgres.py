@@ -23,20 +23,45 @@ anyway. Chunk rows are ordinary rows: they go with their file by `ON DELETE CASC
 transaction, under the same locks, in every `pg_dump`. Reads go chunk by chunk through a cursor
 into one buffer of the file's size, so a download holds one copy of the content and one chunk, not
 the rows and their join.
+
+Update is optimistic: two round trips, where locking the row took five (BEGIN, SELECT ... FOR
+UPDATE, UPDATE, INSERT audit, COMMIT). A trigger moves each row's `version` on every UPDATE,
+whoever runs it. Update reads the live row and its version without a lock, runs the domain's
+`change` in Python, then sends one statement, its own implicit transaction (atomic, durable
+once it returns): UPDATE the changed columns WHERE the version is the one read and the file is
+still live, and INSERT the audit record from what that UPDATE returned. If any other write came
+in between, it writes nothing, and Update reads again: at most UPDATE_TRIES times, then ABORTED.
+In one replica, updates of a file that lost a race, and those that come while one retries, take
+turns (an asyncio lock per file), so a hot file is updated in turn rather than failed; only
+replicas race each other. Every other write stays safe without knowing of the version:
+- Another Update, ours or an older release's, moves the version (the trigger), so whichever
+  writes second matches no row. One that waited for the other's row lock re-checks its WHERE
+  on the row as committed (READ COMMITTED's re-check), so it too finds the version moved.
+- A rename that must stay unique in its folder (`naming`) takes today's path: the folder's
+  naming lock and the row locked from read to commit, as older releases do for every Update.
+  An optimistic write waits on that lock, then finds the version moved.
+- Delete and the sweeper remove the row: a conditional UPDATE after them matches nothing, the
+  read again finds nothing, and Update answers NOT_FOUND as if it came after. The sweeper skips
+  rows being written (SKIP LOCKED) and re-checks expiry on the committed row, so a file an
+  acknowledged Update extended is never swept.
+- Create and upload completion insert rows under new ids, and ids are never reused: a file
+  deleted and made again cannot pass for the version read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
 import time
+import weakref
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from files_api.errors import DomainError, Unavailable
+from files_api.errors import Aborted, DomainError, Unavailable
 from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
@@ -68,6 +93,7 @@ DEFAULT_POOL_SIZE = 10
 CHUNK_BYTES = 1024 * 1024
 PURGE_BATCH = 500
 PAGE_ROWS = 500  # snapshots read files and audit records in pages of this many
+UPDATE_TRIES = 16  # an Update that loses this many races in a row fails with ABORTED
 
 # Taken for the whole migration transaction, so replicas starting together queue up and the
 # later ones find the schema current. Any bigint would do; this one spells "files".
@@ -148,6 +174,16 @@ MIGRATIONS: list[Migration] = [
         # Completion reads the parts outside its write, then checks that none was put since.
         "ALTER TABLE uploads ADD COLUMN revision bigint NOT NULL DEFAULT 0",
     ),
+    (
+        # Update is optimistic (see the module docstring). The trigger, not the UPDATE, moves
+        # the version, so every writer moves it: replicas of the previous release too, whose
+        # UPDATE knows nothing of the column. A metadata-only change (PostgreSQL 11+).
+        "ALTER TABLE files ADD COLUMN version bigint NOT NULL DEFAULT 0",
+        """CREATE FUNCTION files_next_version() RETURNS trigger LANGUAGE plpgsql AS
+        $$BEGIN NEW.version := OLD.version + 1; RETURN NEW; END$$""",
+        "CREATE TRIGGER files_version BEFORE UPDATE ON files FOR EACH ROW"
+        " EXECUTE FUNCTION files_next_version()",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
@@ -170,6 +206,35 @@ def _update_statement(columns: tuple[str, ...]) -> str:
     """The UPDATE of just these columns, the file's id as $1."""
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
     return f"UPDATE files SET {assignments} WHERE id = $1"
+
+
+# Update's read: the live row and its version, no lock.
+_READ_VERSIONED = f"SELECT version, {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2"
+_AUDIT_ARGS = 5  # time_ns, subject, action, paths, request_id
+
+
+@functools.lru_cache(maxsize=256)
+def _write_if_unmoved(columns: tuple[str, ...], audited: bool) -> str:
+    """One statement (one implicit transaction) that writes these columns of file $1 only if it
+    is still at version $2 and live at $3, and appends its audit record (the next five
+    parameters) only if it wrote; it returns a row only if it wrote. With no column to write, it
+    checks the version instead. The column values come last."""
+    first = 4 + _AUDIT_ARGS * audited
+    target = "WHERE id = $1 AND version = $2 AND expires_at_ns > $3"
+    if columns:
+        sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=first))
+        written = f"UPDATE files SET {sets} {target} RETURNING id"
+    else:
+        written = f"SELECT id FROM files {target}"
+    if not audited:
+        return written
+    # Typed: a parameter in INSERT ... SELECT's list would otherwise be text.
+    return (
+        f"WITH written AS ({written}) INSERT INTO audit"
+        " (file_id, time_ns, subject, action, paths, request_id)"
+        " SELECT id, $4::bigint, $5::text, $6::text, $7::jsonb, $8::text FROM written"
+        " RETURNING seq"
+    )
 
 
 # What asyncpg raises when the database is down, restarting or unreachable: the caller gets
@@ -289,6 +354,49 @@ async def _pending_upload(
     return upload_from_json(row[0], upload_id, row[1], row[2], row[3])
 
 
+class _Moved(Exception):
+    """Another writer changed the file between an optimistic update's read and its write."""
+
+
+async def _try_update(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    file_id: str,
+    now_ns: int,
+    change: Callable[[FileRecord], FileRecord],
+    audit: Callable[[FileRecord, FileRecord], AuditEvent] | None,
+) -> FileRecord | None:
+    """Reads the live row, changes it in Python, and writes it only if its version did not
+    move since: two round trips, no lock held between them. Raises _Moved when it did."""
+    row = await conn.fetchrow(_READ_VERSIONED, file_id, now_ns)
+    if row is None:
+        return None
+    values = list(row.values())
+    values[1 + DESCRIPTION] = bytes(values[1 + DESCRIPTION]).decode()
+    old = row_record(values[1:])
+    new = change(old)  # an exception here has written nothing
+    columns, changed = changed_columns(old, new)
+    event = audit(old, new) if audit is not None else None
+    if not columns and event is None:
+        return new  # nothing to write: the read was the change
+    started = time.perf_counter()
+    written = await conn.fetchval(
+        _write_if_unmoved(columns, event is not None),
+        file_id,
+        values[0],
+        now_ns,
+        *(_audit_args(event)[1:] if event is not None else ()),  # its id is the file's
+        *(_to_column(c, v) for c, v in zip(columns, changed, strict=True)),
+    )
+    if written is None:
+        raise _Moved
+    WRITE_TIMINGS.durable(time.perf_counter() - started)
+    return new
+
+
+def _audit_args(event: AuditEvent) -> tuple[object, ...]:
+    return (*audit_row(event), json.dumps(event.paths), event.request_id)
+
+
 def _audit_event(row: asyncpg.Record) -> AuditEvent:
     return AuditEvent(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
 
@@ -298,9 +406,7 @@ async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEven
         await conn.execute(
             "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            *audit_row(event),
-            json.dumps(event.paths),
-            event.request_id,
+            *_audit_args(event),
         )
 
 
@@ -316,6 +422,9 @@ class PostgresStore:
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        # Updates of one file in this replica take turns (see `update`); a lock lives as long
+        # as someone holds or waits for it.
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -449,9 +558,40 @@ class PostgresStore:
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
         naming: Naming | None = None,
     ) -> FileRecord | None:
+        if naming is not None:
+            return await self._update_locked(file_id, now_ns, change, audit, naming)
+        tries = 0
+        if file_id not in self._turns:  # no update of this file in this replica lost a race
+            tries += 1
+            with contextlib.suppress(_Moved):
+                async with self._connection() as conn:
+                    return await _try_update(conn, file_id, now_ns, change, audit)
+        # Losers of a race, and the updates that come while one retries, take turns: otherwise
+        # each try would race every other update of the file in this replica, and a hot file's
+        # updates would fail with ABORTED. Across replicas they still race.
+        turn = self._turns.setdefault(file_id, asyncio.Lock())
+        async with turn, self._connection() as conn:
+            for _ in range(tries, UPDATE_TRIES):
+                with contextlib.suppress(_Moved):
+                    return await _try_update(conn, file_id, now_ns, change, audit)
+        raise Aborted(
+            f"file {file_id!r} was changed by other writers {UPDATE_TRIES} times while this"
+            " update was being made; try again"
+        )
+
+    async def _update_locked(
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None,
+        naming: Naming,
+    ) -> FileRecord | None:
+        """A rename that must stay unique in its folder: the folder's naming lock and the row
+        lock held from the read to the commit, as names of other files are part of the rule."""
         async with self._writing() as conn:
-            # The row lock holds off every other replica's update of this file until commit;
-            # an exception from `change` leaves the block and rolls back.
+            # The row lock holds off every other writer of this file until commit; an
+            # exception from `change` leaves the block and rolls back.
             old = await _lock_live(conn, file_id, now_ns)
             if old is None:
                 return None
