@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2
 
 from files_api.domain import Core, Files
 from files_api.domain.limits import NS_PER_DAY
-from files_api.errors import Aborted, Unavailable
+from files_api.errors import Aborted, PreconditionFailed, Unavailable
 from files_api.store import AuditEvent, open_store
 from files_api.store.postgres import MIGRATIONS, UPDATE_TRIES
 from tests.support import run_server_command, server_process, server_processes
@@ -192,6 +192,30 @@ async def test_an_update_that_keeps_losing_its_race_gives_up_with_aborted(
     assert final is not None and final.name == record().name  # nothing of ours written
     assert len([k for k in final.labels if k.startswith("theirs")]) == UPDATE_TRIES
     assert await store.update(record().id, NOW, lambda r: r._replace(name="ours")) is not None
+
+
+async def test_a_replica_that_wrote_a_file_last_sees_another_replicas_write_since(
+    replicas: tuple[FileStore, FileStore],
+) -> None:
+    """A replica starts an update of a file from the record it wrote last, unread: when another
+    replica wrote since, its write must not land, and `change` must not refuse on what it
+    remembered (as an if-match check would) but see the file as it is."""
+    first, second = replicas
+    await first.create(record(), b"x")
+    await first.update(record().id, NOW, lambda r: r._replace(name="first"))
+    await second.update(record().id, NOW, lambda r: r._replace(name="second"))
+    seen: list[str] = []
+
+    def change(old: FileRecord) -> FileRecord:
+        seen.append(old.name)
+        if old.name != "second":
+            raise PreconditionFailed("stale etag")
+        return old._replace(description="after second")
+
+    new = await first.update(record().id, NOW, change)
+    assert seen == ["first", "second"]
+    assert new is not None and await second.get(record().id, NOW) == new
+    assert (new.name, new.description) == ("second", "after second")
 
 
 async def test_sweep_passes_over_a_file_another_replica_is_extending(

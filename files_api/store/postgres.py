@@ -33,7 +33,12 @@ still live, and INSERT the audit record from what that UPDATE returned. If any o
 in between, it writes nothing, and Update reads again: at most UPDATE_TRIES times, then ABORTED.
 In one replica, updates of a file that lost a race, and those that come while one retries, take
 turns (an asyncio lock per file), so a hot file is updated in turn rather than failed; only
-replicas race each other. Every other write stays safe without knowing of the version:
+replicas race each other. A replica also remembers the files it last updated as it wrote them
+(KNOWN_FILES of them): the next update of one starts from there without reading, one round
+trip, and reads only when its write finds the version moved. A `change` that refuses a
+remembered record (a stale if-match etag, say) is asked again with the file as read.
+
+Every other write stays safe without knowing of the version:
 - Another Update, ours or an older release's, moves the version (the trigger), so whichever
   writes second matches no row. One that waited for the other's row lock re-checks its WHERE
   on the row as committed (READ COMMITTED's re-check), so it too finds the version moved.
@@ -94,6 +99,7 @@ CHUNK_BYTES = 1024 * 1024
 PURGE_BATCH = 500
 PAGE_ROWS = 500  # snapshots read files and audit records in pages of this many
 UPDATE_TRIES = 16  # an Update that loses this many races in a row fails with ABORTED
+KNOWN_FILES = 4096  # how many files a replica remembers as it last wrote them
 
 # Taken for the whole migration transaction, so replicas starting together queue up and the
 # later ones find the schema current. Any bigint would do; this one spells "files".
@@ -358,31 +364,46 @@ class _Moved(Exception):
     """Another writer changed the file between an optimistic update's read and its write."""
 
 
+Known = tuple[int, FileRecord]
+"""A file as this replica last read or wrote it, with its version then."""
+
+
 async def _try_update(
     conn: asyncpg.pool.PoolConnectionProxy,
     file_id: str,
     now_ns: int,
     change: Callable[[FileRecord], FileRecord],
     audit: Callable[[FileRecord, FileRecord], AuditEvent] | None,
-) -> FileRecord | None:
-    """Reads the live row, changes it in Python, and writes it only if its version did not
-    move since: two round trips, no lock held between them. Raises _Moved when it did."""
-    row = await conn.fetchrow(_READ_VERSIONED, file_id, now_ns)
-    if row is None:
-        return None
-    values = list(row.values())
-    values[1 + DESCRIPTION] = bytes(values[1 + DESCRIPTION]).decode()
-    old = row_record(values[1:])
-    new = change(old)  # an exception here has written nothing
+    *,
+    known: Known | None,
+) -> tuple[FileRecord | None, Known | None]:
+    """Changes the file in Python and writes it only if its version did not move since it was
+    read: from `known` in one round trip, else from a read first, in two; no lock held between.
+    Returns the new record and what is now known of the file; raises _Moved when another write
+    came first, or when `change` refused a `known` record, which may be out of date."""
+    if known is None:
+        row = await conn.fetchrow(_READ_VERSIONED, file_id, now_ns)
+        if row is None:
+            return None, None
+        values = list(row.values())
+        values[1 + DESCRIPTION] = bytes(values[1 + DESCRIPTION]).decode()
+        version, old = values[0], row_record(values[1:])
+        new = change(old)  # an exception here has written nothing
+    else:
+        version, old = known
+        try:
+            new = change(old)
+        except Exception as e:
+            raise _Moved from e  # refused what may be out of date: read, and ask again
     columns, changed = changed_columns(old, new)
     event = audit(old, new) if audit is not None else None
-    if not columns and event is None:
-        return new  # nothing to write: the read was the change
+    if not columns and event is None and known is None:
+        return new, (version, new)  # nothing to write: the read was the change
     started = time.perf_counter()
     written = await conn.fetchval(
         _write_if_unmoved(columns, event is not None),
         file_id,
-        values[0],
+        version,
         now_ns,
         *(_audit_args(event)[1:] if event is not None else ()),  # its id is the file's
         *(_to_column(c, v) for c, v in zip(columns, changed, strict=True)),
@@ -390,7 +411,7 @@ async def _try_update(
     if written is None:
         raise _Moved
     WRITE_TIMINGS.durable(time.perf_counter() - started)
-    return new
+    return new, (version + 1 if columns else version, new)  # the trigger moved it by one
 
 
 def _audit_args(event: AuditEvent) -> tuple[object, ...]:
@@ -425,6 +446,9 @@ class PostgresStore:
         # Updates of one file in this replica take turns (see `update`); a lock lives as long
         # as someone holds or waits for it.
         self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # The files this replica last updated, each as it wrote it: the next update of one
+        # starts from there, without reading it, and its write checks that it did not move.
+        self._known: dict[str, Known] = {}
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -565,7 +589,7 @@ class PostgresStore:
             tries += 1
             with contextlib.suppress(_Moved):
                 async with self._connection() as conn:
-                    return await _try_update(conn, file_id, now_ns, change, audit)
+                    return await self._try_update(conn, file_id, now_ns, change, audit)
         # Losers of a race, and the updates that come while one retries, take turns: otherwise
         # each try would race every other update of the file in this replica, and a hot file's
         # updates would fail with ABORTED. Across replicas they still race.
@@ -573,11 +597,29 @@ class PostgresStore:
         async with turn, self._connection() as conn:
             for _ in range(tries, UPDATE_TRIES):
                 with contextlib.suppress(_Moved):
-                    return await _try_update(conn, file_id, now_ns, change, audit)
+                    return await self._try_update(conn, file_id, now_ns, change, audit)
         raise Aborted(
             f"file {file_id!r} was changed by other writers {UPDATE_TRIES} times while this"
             " update was being made; try again"
         )
+
+    async def _try_update(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None,
+    ) -> FileRecord | None:
+        """One try, from what this replica knows of the file when it knows something; what it
+        knows afterwards is kept, or forgotten when the try lost its race."""
+        known = self._known.pop(file_id, None)
+        new, now_known = await _try_update(conn, file_id, now_ns, change, audit, known=known)
+        if now_known is not None:
+            if len(self._known) >= KNOWN_FILES:
+                del self._known[next(iter(self._known))]  # the longest known
+            self._known[file_id] = now_known
+        return new
 
     async def _update_locked(
         self,
@@ -589,6 +631,7 @@ class PostgresStore:
     ) -> FileRecord | None:
         """A rename that must stay unique in its folder: the folder's naming lock and the row
         lock held from the read to the commit, as names of other files are part of the rule."""
+        self._known.pop(file_id, None)  # its version is about to move
         async with self._writing() as conn:
             # The row lock holds off every other writer of this file until commit; an
             # exception from `change` leaves the block and rolls back.
@@ -709,7 +752,8 @@ class PostgresStore:
                 check(record)
             await conn.execute("DELETE FROM files WHERE id = $1", file_id)
             await _insert_audit(conn, audit)
-            return True
+        self._known.pop(file_id, None)
+        return True
 
     async def list(
         self,
