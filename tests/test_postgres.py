@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import tracemalloc
 import urllib.error
@@ -216,6 +217,38 @@ async def test_a_replica_that_wrote_a_file_last_sees_another_replicas_write_sinc
     assert seen == ["first", "second"]
     assert new is not None and await second.get(record().id, NOW) == new
     assert (new.name, new.description) == ("second", "after second")
+
+
+async def test_updates_of_one_file_that_queue_up_are_written_together_in_one_order(
+    replicas: tuple[FileStore, FileStore],
+) -> None:
+    """Many updates of one file at once, on two replicas: those that lose a race queue up in
+    their replica and are written together. Each answer holds its own change and those before
+    it (the answers form one order), and each change has its audit record, in that order."""
+    await replicas[0].create(record(), b"x")
+    keys = [f"k{i:02}" for i in range(60)]
+
+    def change(key: str) -> Callable[[FileRecord], FileRecord]:
+        return lambda old: old._replace(labels={**old.labels, key: "v"})
+
+    def audit(old: FileRecord, new: FileRecord) -> AuditEvent:
+        (key,) = set(new.labels) - set(old.labels)
+        return AuditEvent(old.id, NOW, "s", "update", (f"labels.{key}",), "r")
+
+    answers = await asyncio.gather(
+        *(replicas[i % 2].update(record().id, NOW, change(k), audit) for i, k in enumerate(keys))
+    )
+    order = sorted((a for a in answers if a is not None), key=lambda a: len(a.labels))
+    assert len(order) == len(keys)
+    for before, after in itertools.pairwise(order):
+        assert set(before.labels) < set(after.labels)
+    final = await replicas[1].get(record().id, NOW)
+    assert final == order[-1] and set(keys) <= set(final.labels)
+    logged = [e.paths[0].removeprefix("labels.") for e in await replicas[0].audit_log(record().id)]
+    added = [
+        (set(a.labels) - set(b.labels)).pop() for b, a in itertools.pairwise([record(), *order])
+    ]
+    assert logged == added
 
 
 async def test_sweep_passes_over_a_file_another_replica_is_extending(
