@@ -155,14 +155,15 @@ _PG_UPDATE = (
 
 class PostgresFloorServicer(FloorServicer):
     """The floor plus the least PostgreSQL work a durable server does, through asyncpg with a
-    pool of our size (10, growing from one as ours does), on our own schema (migrated by our
-    store): Get reads the row the request names with one prepared SELECT; Update writes name,
-    description and update time of that row with one prepared UPDATE ... RETURNING the row, in
-    autocommit, and answers once it returned (committed, durable on a durable cluster). No
-    rules, no audit, no version check, no File built from the row. It acts on the file the
-    request names: the bench gives it ours, made through our server on the same database, and
-    it makes `POSTGRES_FLOOR_FILE_ID` for a run of its own. So floor → PostgreSQL floor is what
-    PostgreSQL costs here, and PostgreSQL floor → ours is our Python and our round trips."""
+    pool of our size and kind (10, growing from one, no reset query), on our own schema
+    (migrated by our store): Get reads the row the request names with one prepared SELECT;
+    Update writes name, description and update time of that row with one prepared UPDATE ...
+    RETURNING the row, in autocommit, and answers once it returned (committed, durable on a
+    durable cluster). No rules, no audit, no version check, no File built from the row. It acts
+    on the file the request names: the bench gives it ours, made through our server on the same
+    database, and it makes `POSTGRES_FLOOR_FILE_ID` for a run of its own. So floor → PostgreSQL
+    floor is what PostgreSQL costs here, and PostgreSQL floor → ours is our Python and our round
+    trips."""
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -171,12 +172,19 @@ class PostgresFloorServicer(FloorServicer):
     async def start(self) -> None:
         import asyncpg  # noqa: PLC0415 (only with --postgres)
 
-        from files_api.store.postgres import DEFAULT_POOL_SIZE, PostgresStore  # noqa: PLC0415
+        from files_api.store.postgres import (  # noqa: PLC0415
+            DEFAULT_POOL_SIZE,
+            PostgresStore,
+            keep_session,
+        )
 
         store = PostgresStore.from_url(self._url)
         await store.open()  # our schema, migrated
         await store.close()
-        self._pool = await asyncpg.create_pool(store.dsn, min_size=1, max_size=DEFAULT_POOL_SIZE)
+        # As ours: no reset round trip when a connection goes back to the pool.
+        self._pool = await asyncpg.create_pool(
+            store.dsn, min_size=1, max_size=DEFAULT_POOL_SIZE, reset=keep_session
+        )
         (record,) = seed_records(1, "postgres-floor", time.time_ns())
         row = record_row(record._replace(id=POSTGRES_FLOOR_FILE_ID))
         row[FIELDS.index("description")] = str(row[FIELDS.index("description")]).encode()

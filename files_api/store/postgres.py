@@ -511,7 +511,9 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, reset=keep_session
+            )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as e:
@@ -1067,6 +1069,14 @@ class _PostgresLoader:
                 number,
                 blob,
             )
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, besides rolling back a transaction left
+    open (which it always does): nothing. By default it sends `SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL;`, one more round trip after every call, to undo session
+    state this store never makes: it runs no SET, no LISTEN, takes advisory locks only for a
+    transaction, and opens cursors only inside one."""
 
 
 def _closed(conn: asyncpg.pool.PoolConnectionProxy) -> bool:
