@@ -663,6 +663,7 @@ class PostgresStore:
 
     async def _drain(self, file_id: str, queue: list[_Queued]) -> None:
         """Writes what the file's queue holds, all of it at a time, until it is empty."""
+        batch: list[_Queued] = []
         try:
             while queue:
                 batch = queue[:]
@@ -670,6 +671,8 @@ class PostgresStore:
                 await self._write_queued(file_id, batch)
         finally:
             del self._queues[file_id]
+            for _, _, future in [*batch, *queue]:
+                future.cancel()  # a no-op unless this task itself was cancelled half-way
 
     async def _write_queued(self, file_id: str, batch: list[_Queued]) -> None:
         # Live at the latest of their times is live at each of them.
