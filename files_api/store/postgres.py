@@ -104,6 +104,7 @@ PURGE_BATCH = 500
 PAGE_ROWS = 500  # snapshots read files and audit records in pages of this many
 UPDATE_TRIES = 16  # an Update that loses this many races in a row fails with ABORTED
 KNOWN_FILES = 4096  # how many files a replica remembers as it last wrote them
+QUEUE_LINGER_S = 0.005  # how long a file's emptied update queue waits for more
 
 # Taken for the whole migration transaction, so replicas starting together queue up and the
 # later ones find the schema current. Any bigint would do; this one spells "files".
@@ -662,13 +663,17 @@ class PostgresStore:
         return outcomes
 
     async def _drain(self, file_id: str, queue: list[_Queued]) -> None:
-        """Writes what the file's queue holds, all of it at a time, until it is empty."""
+        """Writes what the file's queue holds, all of it at a time, until it stays empty for
+        QUEUE_LINGER_S: a client that sent several updates of the file at once has most likely
+        sent the next ones by then, and they queue rather than race each other afresh."""
         batch: list[_Queued] = []
         try:
             while queue:
-                batch = queue[:]
-                del queue[:]
-                await self._write_queued(file_id, batch)
+                while queue:
+                    batch = queue[:]
+                    del queue[:]
+                    await self._write_queued(file_id, batch)
+                await asyncio.sleep(QUEUE_LINGER_S)
         finally:
             del self._queues[file_id]
             for _, _, future in [*batch, *queue]:
