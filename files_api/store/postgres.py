@@ -633,8 +633,8 @@ class PostgresStore:
                 async with self._connection() as conn:
                     outcomes = await self._try(conn, file_id, now_ns, [(change, audit)])
                 return _outcome(outcomes)
-        # It lost: it joins the file's queue, and one write takes all the queue holds (see the
-        # module docstring). Updates that come while there is a queue join it too.
+        # Lost, or came while the file has a queue: it joins the queue, and one write takes all
+        # the queue holds (see the module docstring).
         future: asyncio.Future[FileRecord | None] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(file_id)
         if queue is None:
@@ -684,7 +684,7 @@ class PostgresStore:
         now_ns = max(now for _, now, _ in batch)
         try:
             async with self._connection() as conn:
-                for _ in range(UPDATE_TRIES - 1):  # each lost once before it queued
+                for _ in range(UPDATE_TRIES - 1):  # the first to queue lost once already
                     with contextlib.suppress(_Moved):
                         outcomes = await self._try(conn, file_id, now_ns, [c for c, _, _ in batch])
                         break
