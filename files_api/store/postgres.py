@@ -55,7 +55,9 @@ Every other write stays safe without knowing of the version:
   rows being written (SKIP LOCKED) and re-checks expiry on the committed row, so a file an
   acknowledged Update extended is never swept.
 - Create and upload completion insert rows under new ids, and ids are never reused: a file
-  deleted and made again cannot pass for the version read.
+  deleted and made again cannot pass for the version read. (Only an import into an emptied
+  store brings ids back, each at version 0: `clear` forgets what this replica remembered, and
+  replicas are not meant to run through an import.)
 """
 
 from __future__ import annotations
@@ -878,6 +880,7 @@ class PostgresStore:
     async def clear(self) -> None:
         async with self._connection() as conn:
             await conn.execute("TRUNCATE upload_parts, uploads, audit, contents, files")
+        self._known.clear()  # an import may bring the same ids back, from version 0
 
     async def totals(self, now_ns: int) -> tuple[int, int]:
         async with self._connection() as conn:
