@@ -3,11 +3,12 @@
 It has our server's gRPC options and our generated servicer base, so what separates the two in a
 benchmark is our work (domain rules, SQLite, building responses), not the gRPC stack.
 
-    python -m bench.floor [--listen 127.0.0.1:0] [--sqlite PATH | --durable-uploads DIR]
+    python -m bench.floor [--listen H:P] [--sqlite PATH | --postgres URL | --durable-uploads DIR]
 
 prints `floor serving gRPC on HOST:PORT` on stdout once it accepts calls; SIGTERM stops it.
 With `--sqlite`, it is the SQLite floor: the same, plus the least SQLite work a durable server
-does per Get and Update (`SqliteFloorServicer`). With `--durable-uploads`, it is the
+does per Get and Update (`SqliteFloorServicer`); with `--postgres`, the PostgreSQL floor, the
+same through asyncpg (`PostgresFloorServicer`). With `--durable-uploads`, it is the
 durable-upload floor: each Create's content is fsynced to a file before the answer
 (`DurableUploadFloorServicer`).
 """
@@ -31,10 +32,11 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import (
     file_service_pb2_grpc,
 )
 
-from bench.seed import seed
+from bench.seed import seed, seed_records
 from bench.stopping import until_stopped
 from bench.workload import constant_file, constant_page
 from files_api.app import MAX_MESSAGE_BYTES
+from files_api.store.rows import COLUMNS, FIELDS, record_row
 
 _FILE = constant_file()
 _PAGE = constant_page()
@@ -185,8 +187,79 @@ class DurableUploadFloorServicer(FloorServicer):
         return _FILE
 
 
+POSTGRES_FLOOR_FILE_ID = "f"  # the file the PostgreSQL floor makes for itself
+_PG_SELECT = f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2"
+_PG_UPDATE = (
+    "UPDATE files SET name = $2, description = $3, updated_at_ns = $4 WHERE id = $1"
+    f" RETURNING {COLUMNS}"
+)
+
+
+class PostgresFloorServicer(FloorServicer):
+    """The floor plus the least PostgreSQL work a durable server does, through asyncpg with a
+    pool of our size and kind (10, growing from one, no reset query), on our own schema
+    (migrated by our store): Get reads the row the request names with one prepared SELECT;
+    Update writes name, description and update time of that row with one prepared UPDATE ...
+    RETURNING the row, in autocommit, and answers once it returned (committed, durable on a
+    durable cluster). No rules, no audit, no version check, no File built from the row. It acts
+    on the file the request names: the bench gives it ours, made through our server on the same
+    database, and it makes `POSTGRES_FLOOR_FILE_ID` for a run of its own. So floor → PostgreSQL
+    floor is what PostgreSQL costs here, and PostgreSQL floor → ours is our Python and our round
+    trips."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._pool: Any = None
+
+    async def start(self) -> None:
+        import asyncpg  # noqa: PLC0415 (only with --postgres)
+
+        from files_api.store.postgres import (  # noqa: PLC0415
+            DEFAULT_POOL_SIZE,
+            PostgresStore,
+            keep_session,
+        )
+
+        store = PostgresStore.from_url(self._url)
+        await store.open()  # our schema, migrated
+        await store.close()
+        # As ours: no reset round trip when a connection goes back to the pool.
+        self._pool = await asyncpg.create_pool(
+            store.dsn, min_size=1, max_size=DEFAULT_POOL_SIZE, reset=keep_session
+        )
+        (record,) = seed_records(1, "postgres-floor", time.time_ns())
+        row = record_row(record._replace(id=POSTGRES_FLOOR_FILE_ID))
+        row[FIELDS.index("description")] = str(row[FIELDS.index("description")]).encode()
+        places = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 1))
+        await self._pool.execute(
+            f"INSERT INTO files ({COLUMNS}) VALUES ({places}) ON CONFLICT DO NOTHING", *row
+        )
+
+    async def stop(self) -> None:
+        await self._pool.close()
+
+    async def Get(self, request: file_service_pb2.GetFileRequest, context: Any) -> file_pb2.File:
+        await self._pool.fetchrow(_PG_SELECT, request.file_id, time.time_ns())
+        return _FILE
+
+    async def Update(
+        self, request: file_service_pb2.UpdateFileRequest, context: Any
+    ) -> file_pb2.File:
+        await self._pool.fetchrow(
+            _PG_UPDATE,
+            request.file_id,
+            request.name,
+            request.description.encode(),
+            time.time_ns(),
+        )
+        return _FILE
+
+
 async def serve(
-    listen: str, sqlite_path: Path | None = None, uploads_dir: Path | None = None
+    listen: str,
+    sqlite_path: Path | None = None,
+    postgres_url: str | None = None,
+    uploads_dir: Path | None = None,
 ) -> None:
     # The same options as files_api.app.Server.start(), nothing else.
     server = grpc.aio.server(
@@ -201,6 +274,10 @@ async def serve(
         sqlite_servicer.start(asyncio.get_running_loop())
     if uploads_dir is not None:
         servicer = DurableUploadFloorServicer(uploads_dir)
+    postgres = None
+    if postgres_url is not None:
+        servicer = postgres = PostgresFloorServicer(postgres_url)
+        await postgres.start()
     file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port(listen)
     await server.start()
@@ -208,15 +285,23 @@ async def serve(
     print(f"floor serving gRPC on {host}:{port}", flush=True)
     await until_stopped()
     await server.stop(1)
+    if postgres is not None:
+        await postgres.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
-    parser.add_argument(
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
         "--sqlite", type=Path, metavar="PATH", help="be the SQLite floor, on a new store at PATH"
     )
-    parser.add_argument(
+    group.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="be the PostgreSQL floor, on this database (migrated to our schema)",
+    )
+    group.add_argument(
         "--durable-uploads",
         type=Path,
         metavar="DIR",
@@ -225,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.sqlite is not None:
         seed(args.sqlite, SQLITE_FLOOR_FILES, "sqlite-floor")
-    asyncio.run(serve(args.listen, args.sqlite, args.durable_uploads))
+    asyncio.run(serve(args.listen, args.sqlite, args.postgres, args.durable_uploads))
 
 
 if __name__ == "__main__":

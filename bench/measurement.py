@@ -78,22 +78,22 @@ def measure(
         if share
     ]
     members = [member for member, _ in loaded]
+    # Members may share a server (one file per connection): count each server once.
+    processes = list({id(m.process): m.process for m in members}.values())
     loads = [(member.load(scenario), share) for member, share in loaded]
-    marks = [m.process.log_mark() for m in members]
+    marks = [p.log_mark() for p in processes]
     before = [m.probe(scenario) for m in members]
     if settings.warm_up_s > 0:
         _h2load(loads, streams, settings.warm_up_s)
     log_files = [m.payload_dir / f"h2load-{i}.log" for i, m in enumerate(members)]
-    cpu_before = sum(m.process.cpu_seconds() for m in members)
+    cpu_before = sum(p.cpu_seconds() for p in processes)
     started = time.monotonic()
     runs = _h2load(loads, streams, settings.duration_s, log_files)
     elapsed = time.monotonic() - started
-    cpu = sum(m.process.cpu_seconds() for m in members) - cpu_before
+    cpu = sum(p.cpu_seconds() for p in processes) - cpu_before
     after = [m.probe(scenario) for m in members]
     log_errors = [
-        line
-        for m, mark in zip(members, marks, strict=True)
-        for line in m.process.errors_since(mark)
+        line for p, mark in zip(processes, marks, strict=True) for line in p.errors_since(mark)
     ]
     result = (
         runs[0] if len(runs) == 1 else h2load.combine(runs, h2load.latency_from_log(*log_files))
@@ -119,7 +119,7 @@ def measure(
         # A run in which nothing completed measured nothing: count it as a failure.
         "failures": result.h2load_failures + probe_failures + len(log_errors) + (result.done == 0),
         "server_cpu_percent": round(100 * cpu / elapsed, 1) if elapsed else 0.0,
-        "server_rss_mib": round(sum(m.process.rss_bytes() for m in members) / 2**20, 1),
+        "server_rss_mib": round(sum(p.rss_bytes() for p in processes) / 2**20, 1),
     }
 
 

@@ -18,7 +18,15 @@ from bench.measurement import compare, idle_cpu
 from bench.processes import running, start_floor, start_http_floor, start_ours
 from bench.scenarios import BY_KEY, DOWNLOAD_CONNECTIONS, DOWNLOADS, HEADLINE
 from bench.seed import seed
-from bench.targets import Replicas, RestTarget, Target, serving_targets, set_up_ours
+from bench.targets import (
+    Replicas,
+    RestTarget,
+    Target,
+    make_files,
+    own_files,
+    serving_targets,
+    set_up_ours,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,44 +147,83 @@ def run_metrics(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
 
 
 def run_postgres(settings: Settings, tmp: Path) -> dict[str, Any]:
-    """Update and Get on PostgreSQL: against the floor, and one replica against two on the same
-    database (connections split between them). On --postgres-url's database if given, else on a
-    throwaway cluster."""
+    """Update and Get on PostgreSQL: ours against the floor and against the PostgreSQL floor
+    (bench/floor.py --postgres), all clients on one file and each connection on a file of its
+    own; then one replica against two on the same database (connections split between them),
+    both ways. On --postgres-url's database if given, else on a throwaway durable cluster."""
     work = tmp / "postgres"
     work.mkdir()
     if settings.postgres_url:
         points = _postgres_points(settings, work, settings.postgres_url)
         return {"cluster": "given by --postgres-url", **points}
-    # The tests' cluster (initdb and pg_ctl as the postgres user, fsync off): a bench measures
-    # the server's work, not this VM's disk.
+    # The tests' cluster (initdb and pg_ctl as the postgres user), but with PostgreSQL's durable
+    # defaults, as its users run it: a write is answered once its commit is on the disk.
     from tests.postgres import ClusterError, start_cluster  # noqa: PLC0415 (only with --postgres)
 
     try:
-        cluster = start_cluster()
+        cluster = start_cluster(durable=True)
     except ClusterError as e:
         raise SystemExit(f"--postgres: {e}") from None
     try:
         points = _postgres_points(settings, work, cluster.url(cluster.database()))
     finally:
         cluster.destroy()
-    cluster_text = "throwaway, in /tmp; fsync=off, synchronous_commit=off, full_page_writes=off"
+    cluster_text = (
+        "throwaway, in /tmp, durable: fsync, synchronous_commit and full_page_writes on"
+        " (the defaults)"
+    )
     return {"cluster": cluster_text, **points}
 
 
 def _postgres_points(settings: Settings, work: Path, url: str) -> dict[str, Any]:
-    processes = [start_floor(), start_ours(url), start_ours(url, name="replica 2")]
+    processes = [
+        start_floor(),
+        start_floor("--postgres", url, name="PostgreSQL floor"),
+        start_ours(url),
+        start_ours(url, name="replica 2"),
+    ]
+    keys = ("update", "get")
     with serving_targets(processes, work) as targets:
-        set_up_ours(targets[1])
-        for other in (targets[0], targets[2]):
-            other.ids = dict(targets[1].ids)
-        floor_points = _at_headline(targets[:2], ("update", "get"), settings)
-        one, two = Replicas("1 replica", targets[1:2]), Replicas("2 replicas", targets[1:])
-        replica_points = _at_headline([one, two], ("update", "get"), settings)
+        floor, pg_floor, ours, replica = targets
+        set_up_ours(ours)
+        for other in (floor, pg_floor, replica):
+            other.ids = dict(ours.ids)  # the PostgreSQL floor acts on ours' files
+        # A file per connection: the same files for every side, ours and the floor's alike.
+        files = make_files(ours, HEADLINE[0])
+        own = {
+            "floor": own_files("PostgreSQL floor, own files", [pg_floor], files),
+            "ours": own_files("ours, own files", [ours], files),
+            "1 replica": own_files("1 replica, own files", [ours], files),
+            "2 replicas": own_files("2 replicas, own files", [ours, replica], files),
+        }
+        try:
+            floor_points = _at_headline([floor, ours], keys, settings)
+            postgres_floor_points = _at_headline([pg_floor, ours], keys, settings)
+            own_files_points = _at_headline([own["floor"], own["ours"]], keys, settings)
+            one, two = Replicas("1 replica", [ours]), Replicas("2 replicas", [ours, replica])
+            replica_points = _at_headline([one, two], keys, settings)
+            own_replica_points = _at_headline([own["1 replica"], own["2 replicas"]], keys, settings)
+        finally:
+            for side in own.values():
+                side.close()
     return {
         "server_version": asyncio.run(_server_version(url)),
         "floor_points": floor_points,
+        "postgres_floor_points": postgres_floor_points,
+        "own_files_points": own_files_points,
         "replica_points": replica_points,
+        "own_files_replica_points": own_replica_points,
     }
+
+
+POSTGRES_TABLES = (
+    "floor_points",
+    "postgres_floor_points",
+    "own_files_points",
+    "replica_points",
+    "own_files_replica_points",
+)
+"""The PostgreSQL part's tables, in the order the report shows them."""
 
 
 async def _server_version(url: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from bench import h2load
+from bench.parts import POSTGRES_TABLES
 from bench.processes import ROOT
 from bench.scenarios import BY_KEY
 
@@ -103,9 +104,10 @@ def report_text(report: dict[str, Any]) -> str:
     parts.extend(table([point]) for point in report.get("upload_floor") or ())
     postgres = report.get("postgres")
     if postgres:
+        tables = "\n\n".join(table(postgres[key]) for key in POSTGRES_TABLES if key in postgres)
         parts.append(
-            f"PostgreSQL {postgres['server_version']} ({postgres['cluster']}):\n\n"
-            f"{table(postgres['floor_points'])}\n\n{table(postgres['replica_points'])}"
+            f"PostgreSQL {postgres['server_version']} ({postgres['cluster']}); all clients on one"
+            f" file, then (own files) each connection on a file of its own:\n\n{tables}"
         )
     if report.get("stall"):
         parts.append(stall_table(report["stall"]))

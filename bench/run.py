@@ -9,7 +9,9 @@ Every h2load run is bracketed by a few real gRPC calls of the same request (thei
 be OK), checked against h2load's own failure counts and the DATA bytes it received, and followed
 by a look at the server's log: any failure makes the exit status 1. REST PATCH runs the same way
 over HTTP/1.1 against a bare aiohttp handler (bench/http_floor.py); `--postgres` adds Update and
-Get on a throwaway PostgreSQL cluster, against the floor and with one replica against two;
+Get on a throwaway durable PostgreSQL cluster, against the floor and the PostgreSQL floor
+(bench/floor.py --postgres) and with one replica against two, all clients on one file and
+each connection on a file of its own;
 `--sqlite-floor` runs Update and Get on the floor against the SQLite floor (bench/floor.py
 --sqlite), the floor plus the least SQLite work a durable server does; `--stall` times small
 calls during 128 MiB uploads on ours against the same on the floor (bench/stall.py); `--metrics`
@@ -48,6 +50,7 @@ from typing import Any
 
 from bench import h2load
 from bench.parts import (
+    POSTGRES_TABLES,
     run_downloads,
     run_main,
     run_metrics,
@@ -96,9 +99,9 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument(
         "--postgres",
         action=argparse.BooleanOptionalAction,
-        help="Update and Get on a throwaway PostgreSQL 15 cluster (tests/postgres.py) against the"
-        " floor, and 1 vs 2 replicas (default: on in the full run, off with --quick, --scenarios"
-        " or --concurrency)",
+        help="Update and Get on a throwaway durable PostgreSQL cluster (tests/postgres.py) against"
+        " the floor and the PostgreSQL floor, and 1 vs 2 replicas (default: on in the full run,"
+        " off with --quick, --scenarios or --concurrency)",
     )
     parser.add_argument(
         "--postgres-url",
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             print("ours, metrics off vs on:", file=sys.stderr)
             report["metrics"] = run_metrics(settings, tmp)
         if settings.postgres:
-            print("PostgreSQL: floor vs ours, then 1 vs 2 replicas:", file=sys.stderr)
+            print("PostgreSQL: floors vs ours, then 1 vs 2 replicas:", file=sys.stderr)
             report["postgres"] = run_postgres(settings, tmp)
         if settings.stall:
             print("stall: small calls during big uploads, floor vs ours:", file=sys.stderr)
@@ -266,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         *(report["sqlite_floor"] or []),
         *(report["metrics"] or []),
         *(report["upload_floor"] or []),
-        *postgres.get("floor_points", []),
-        *postgres.get("replica_points", []),
+        *(p for key in POSTGRES_TABLES for p in postgres.get(key, [])),
         *(report["stall"] or []),
         *(report["downloads"] or []),
     ]

@@ -53,7 +53,7 @@ def _file_ids(count: int) -> Iterator[str]:
             yield file_id
 
 
-def _records(count: int, folder_id: str, now_ns: int) -> Iterator[FileRecord]:
+def seed_records(count: int, folder_id: str, now_ns: int) -> Iterator[FileRecord]:
     # Every seeded file is live for the default TTL from now, whatever its creation time.
     expires_at_ns = now_ns + DEFAULT_TTL_DAYS * NS_PER_DAY
     for number, file_id in enumerate(_file_ids(count)):
@@ -92,7 +92,7 @@ def seed(path: Path, count: int, folder_id: str) -> float:
     try:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the indexes stay in memory
-        records = _records(count, folder_id, time.time_ns())
+        records = seed_records(count, folder_id, time.time_ns())
         while batch := [tuple(stored_row(r)) for _, r in zip(range(BATCH), records, strict=False)]:
             batch.sort()  # by id: each batch walks the primary key in order
             conn.execute("BEGIN")

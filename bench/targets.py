@@ -73,9 +73,11 @@ class Side(Protocol):
 class Target:
     """One server under test, seen by h2load (URL, payload files) and by a grpcio client."""
 
-    def __init__(self, process: ServerProcess, address: str, payload_dir: Path) -> None:
+    def __init__(
+        self, process: ServerProcess, address: str, payload_dir: Path, name: str = ""
+    ) -> None:
         self.process = process
-        self.name = process.name
+        self.name = name or process.name
         self.address = address
         self.payload_dir = payload_dir
         self.channel = grpc.insecure_channel(address)
@@ -206,11 +208,18 @@ class RestTarget:
 
 class Replicas:
     """Several replicas as one side: h2load runs against each at once, with the connections
-    split between them, and their counts and rates add up."""
+    split between them, and their counts and rates add up.
+
+    Members may share a server: `own_files` makes a member per connection, each on a file of
+    its own."""
 
     def __init__(self, name: str, members: list[Target]) -> None:
         self.name = name
         self.members: list[Endpoint] = list(members)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
 
 
 # An RFC 3339 timestamp in proto3 JSON; its fraction has 0, 3, 6 or 9 digits.
@@ -239,6 +248,29 @@ def _widest(response: Message) -> Message:
 
     widen(widest)
     return widest
+
+
+def own_files(name: str, servers: list[Target], file_ids: list[str]) -> Replicas:
+    """A side whose every connection updates and reads a file of its own: one member per file,
+    dealt round-robin to the servers (`make_files` makes the files).
+
+    h2load sends every connection of one run the same request, and a gRPC request names its
+    file in the body, not in the URL; so each member is one h2load with one connection (`-c 1`,
+    its streams as asked), all running at once, their rates added up as replicas' are. Each is
+    a process of its own, which costs the client side a little more CPU than one h2load with as
+    many connections: the same for every side measured this way."""
+    members = []
+    for number, file_id in enumerate(file_ids):
+        server = servers[number % len(servers)]
+        member = Target(server.process, server.address, server.payload_dir, f"{name} {number}")
+        member.ids = {"update": file_id, "update_label": file_id, "get": file_id}
+        members.append(member)
+    return Replicas(name, members)
+
+
+def make_files(target: Target, count: int) -> list[str]:
+    """The ids of `count` new files made through `target`, as the scenarios' files are."""
+    return [target.call("Create", workload.create_request()).id for _ in range(count)]  # type: ignore[attr-defined]
 
 
 def set_up_ours(target: Target) -> None:

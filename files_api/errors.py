@@ -195,6 +195,15 @@ class PreconditionFailed(DomainError):
     pds_code = "PreconditionFailed"
 
 
+class Aborted(DomainError):
+    """A write lost its race with other writers of the same file too many times in a row (the
+    store's optimistic Update gives up rather than loop): nothing was written, and the whole
+    call may be retried, as AIP-194 has it for ABORTED."""
+
+    grpc_code = code_pb2.ABORTED
+    pds_code = "Conflict"
+
+
 class Unavailable(DomainError):
     """The store cannot be reached just now (say, the database restarts); retrying may work."""
 
@@ -210,6 +219,7 @@ ERRORS: tuple[type[DomainError], ...] = (
     ResourceExhausted,
     AlreadyExists,
     PreconditionFailed,
+    Aborted,
     Unavailable,
 )
 """Every error class a client can see, for the test that walks each through every face."""

@@ -3,8 +3,11 @@
 The cluster lives in a temp dir owned by the `postgres` user (the server refuses to run as
 root, so a root test run drops to that user with `runuser`), listens on a free loopback port
 and on a unix socket in the same dir, trusts every local connection and skips fsync: it holds
-nothing worth keeping. The binaries come from Debian's `postgresql` package (make test
-installs it), the newest major version installed; FILES_TEST_PG_BIN points elsewhere.
+nothing worth keeping. `start_cluster(durable=True)` keeps PostgreSQL's durable defaults
+(fsync, synchronous_commit, full_page_writes on) instead, for the benchmark: a server's users
+run it that way, and a commit that waits for the disk is most of what a write costs. The
+binaries come from Debian's `postgresql` package (make test installs it), the newest major
+version installed; FILES_TEST_PG_BIN points elsewhere.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ def _free_port() -> int:
 class Cluster:
     """initdb + pg_ctl in a temp dir; `database()` makes an empty database and its URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         initdb = PG_BIN / "initdb"
         if not initdb.exists():
             raise ClusterError(
@@ -110,14 +114,13 @@ class Cluster:
         )  # fmt: skip
 
     def start(self) -> None:
+        fast = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
                 f"-c port={self.port}",
                 f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                *([] if self.durable else fast),
                 "-c max_connections=200",
             ]
         )
@@ -163,8 +166,10 @@ class Cluster:
         self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def start_cluster() -> Cluster:
-    cluster = Cluster()
+def start_cluster(*, durable: bool = False) -> Cluster:
+    """A running cluster: fast and forgetful for the tests, with the durable defaults on
+    `durable` (initdb's --no-sync stays: the data dir starts empty either way)."""
+    cluster = Cluster(durable=durable)
     try:
         cluster.init()
         cluster.start()

@@ -14,17 +14,18 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import grpc
 import pytest
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from bench import h2load, workload
-from bench.floor import SqliteFloorServicer
+from bench.floor import POSTGRES_FLOOR_FILE_ID, PostgresFloorServicer, SqliteFloorServicer
 from bench.h2load import INSTALL_HINT
 from bench.measurement import measure, split_connections
 from bench.processes import ServerProcess, running, start_floor
 from bench.run import parse_args
-from bench.scenarios import BY_KEY
+from bench.scenarios import BY_KEY, HEADLINE
 from bench.seed import seed
 from bench.stall import MIN_STALL_BYTES, file_problems
 from bench.targets import Replicas, Target
@@ -244,7 +245,14 @@ def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
     assert report["failures"] == 0
     postgres = report["postgres"]
     assert postgres["server_version"] and postgres["cluster"] == "given by --postgres-url"
-    sides = {"floor_points": ["floor", "ours"], "replica_points": ["1 replica", "2 replicas"]}
+    own = ", own files"
+    sides = {
+        "floor_points": ["floor", "ours"],
+        "postgres_floor_points": ["PostgreSQL floor", "ours"],
+        "own_files_points": [f"PostgreSQL floor{own}", f"ours{own}"],
+        "replica_points": ["1 replica", "2 replicas"],
+        "own_files_replica_points": [f"1 replica{own}", f"2 replicas{own}"],
+    }
     for part, names in sides.items():
         assert [p["scenario"] for p in postgres[part]] == ["update", "get"]
         for point in postgres[part]:
@@ -255,6 +263,11 @@ def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
         for name, replicas in (("1 replica", 1), ("2 replicas", 2)):
             (run,) = point[name]["rounds"]
             assert len(run["replica_rps"]) == replicas and all(run["replica_rps"])
+    for point in postgres["own_files_replica_points"]:
+        # A file per connection: one h2load of one connection each, all at once.
+        for name in (f"1 replica{own}", f"2 replicas{own}"):
+            (run,) = point[name]["rounds"]
+            assert len(run["replica_rps"]) == HEADLINE[0] and all(run["replica_rps"])
     assert f"PostgreSQL {postgres['server_version']} (given by --postgres-url)" in result.stdout
     assert "| scenario | conns x streams | 1 replica req/s | 2 replicas req/s |" in result.stdout
     assert "| **Get** | 16x8 |" in result.stdout
@@ -418,3 +431,33 @@ async def test_the_sqlite_floor_commits_an_update_before_it_answers(tmp_path: Pa
     finally:
         servicer.stop()
         await server.stop(None)
+
+
+async def test_the_postgres_floor_commits_an_update_before_it_answers(
+    postgres_database: str,
+) -> None:
+    servicer = PostgresFloorServicer(postgres_database)
+    await servicer.start()  # migrates our schema and makes its own file
+    server = grpc.aio.server()
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    request = workload.update_request(POSTGRES_FLOOR_FILE_ID)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await file_service_pb2_grpc.FileServiceStub(channel).Update(request)
+        # Another connection: only committed rows are there to see.
+        conn = await asyncpg.connect(postgres_database)
+        try:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM files WHERE id = $1 AND name = $2 AND description = $3",
+                POSTGRES_FLOOR_FILE_ID,
+                request.name,
+                request.description.encode(),
+            )
+        finally:
+            await conn.close()
+        assert count == 1
+    finally:
+        await server.stop(None)
+        await servicer.stop()

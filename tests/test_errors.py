@@ -23,6 +23,7 @@ from files_api.auth import CHALLENGE
 from files_api.domain import Core
 from files_api.errors import (
     ERRORS,
+    Aborted,
     AlreadyExists,
     DomainError,
     InvalidArgument,
@@ -56,6 +57,7 @@ TABLE: list[tuple[DomainError, grpc.StatusCode, int, int, str]] = [
     (ResourceExhausted("too big"), Code.RESOURCE_EXHAUSTED, 429, 413, "EntityTooLarge"),
     (AlreadyExists("taken", resource="f0"), Code.ALREADY_EXISTS, 409, 409, "AlreadyExist.File"),
     (PreconditionFailed("stale etag"), Code.ABORTED, 412, 412, "PreconditionFailed"),
+    (Aborted("lost the race"), Code.ABORTED, 409, 409, "Conflict"),
     (Unavailable("try later"), Code.UNAVAILABLE, 503, 503, "ServiceUnavailable"),
 ]
 

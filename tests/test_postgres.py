@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import tracemalloc
 import urllib.error
@@ -27,16 +28,16 @@ from google.protobuf import field_mask_pb2
 
 from files_api.domain import Core, Files
 from files_api.domain.limits import NS_PER_DAY
-from files_api.errors import Unavailable
-from files_api.store import open_store
-from files_api.store.postgres import MIGRATIONS
+from files_api.errors import Aborted, PreconditionFailed, Unavailable
+from files_api.store import AuditEvent, open_store
+from files_api.store.postgres import MIGRATIONS, UPDATE_TRIES
 from tests.support import run_server_command, server_process, server_processes
 from tests.test_store import NOW, record
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from files_api.store import FileStore
+    from files_api.store import FileRecord, FileStore
     from tests.conftest import Clock, Running
     from tests.postgres import Cluster
 
@@ -140,6 +141,114 @@ async def test_updates_of_other_fields_through_two_replicas_lose_nothing(
     assert final.expiration_config.ttl_days == 30
     assert final.expires_at.ToNanoseconds() == clock.now + 30 * NS_PER_DAY
     assert dict(final.labels) == {key: key for key in keys}
+
+
+def _old_release_writes(cluster: Cluster, store_url: str, label: str) -> None:
+    """What a replica of the previous release does to a file: an UPDATE that knows nothing of
+    the version column (through psql: a `change` is synchronous)."""
+    cluster.psql(
+        f"UPDATE files SET labels = labels || '{{\"{label}\": \"x\"}}' WHERE id = '{record().id}'",
+        database=store_url.rpartition("/")[2],
+    )
+
+
+async def test_an_update_that_lost_its_race_reads_again_and_keeps_both_changes(
+    store: FileStore, store_url: str, postgres_cluster: Cluster
+) -> None:
+    await store.create(record(), b"x")
+    seen: list[FileRecord] = []
+
+    def change(old: FileRecord) -> FileRecord:
+        seen.append(old)
+        if len(seen) == 1:  # between this read and its write, an older replica writes
+            _old_release_writes(postgres_cluster, store_url, "theirs")
+        return old._replace(labels={**old.labels, "ours": "y"})
+
+    def audit(old: FileRecord, new: FileRecord) -> AuditEvent:
+        return AuditEvent(old.id, NOW, "s", "update", ("labels.ours",), "r")
+
+    new = await store.update(record().id, NOW, change, audit)
+    assert len(seen) == 2 and "theirs" in seen[1].labels
+    assert new is not None and await store.get(record().id, NOW) == new
+    assert {"ours", "theirs"} <= set(new.labels)
+    assert [e.action for e in await store.audit_log(record().id)] == ["update"]  # once
+
+
+async def test_an_update_that_keeps_losing_its_race_gives_up_with_aborted(
+    store: FileStore, store_url: str, postgres_cluster: Cluster
+) -> None:
+    await store.create(record(), b"x")
+    tries = 0
+
+    def change(old: FileRecord) -> FileRecord:
+        nonlocal tries
+        tries += 1
+        _old_release_writes(postgres_cluster, store_url, f"theirs{tries}")
+        return old._replace(name="ours")
+
+    with pytest.raises(Aborted):
+        await store.update(record().id, NOW, change)
+    assert tries == UPDATE_TRIES
+    final = await store.get(record().id, NOW)
+    assert final is not None and final.name == record().name  # nothing of ours written
+    assert len([k for k in final.labels if k.startswith("theirs")]) == UPDATE_TRIES
+    assert await store.update(record().id, NOW, lambda r: r._replace(name="ours")) is not None
+
+
+async def test_a_replica_that_wrote_a_file_last_sees_another_replicas_write_since(
+    replicas: tuple[FileStore, FileStore],
+) -> None:
+    """A replica starts an update of a file from the record it wrote last, unread: when another
+    replica wrote since, its write must not land, and `change` must not refuse on what it
+    remembered (as an if-match check would) but see the file as it is."""
+    first, second = replicas
+    await first.create(record(), b"x")
+    await first.update(record().id, NOW, lambda r: r._replace(name="first"))
+    await second.update(record().id, NOW, lambda r: r._replace(name="second"))
+    seen: list[str] = []
+
+    def change(old: FileRecord) -> FileRecord:
+        seen.append(old.name)
+        if old.name != "second":
+            raise PreconditionFailed("stale etag")
+        return old._replace(description="after second")
+
+    new = await first.update(record().id, NOW, change)
+    assert seen == ["first", "second"]
+    assert new is not None and await second.get(record().id, NOW) == new
+    assert (new.name, new.description) == ("second", "after second")
+
+
+async def test_updates_of_one_file_that_queue_up_are_written_together_in_one_order(
+    replicas: tuple[FileStore, FileStore],
+) -> None:
+    """Many updates of one file at once, on two replicas: those that lose a race queue up in
+    their replica and are written together. Each answer holds its own change and those before
+    it (the answers form one order), and each change has its audit record, in that order."""
+    await replicas[0].create(record(), b"x")
+    keys = [f"k{i:02}" for i in range(60)]
+
+    def change(key: str) -> Callable[[FileRecord], FileRecord]:
+        return lambda old: old._replace(labels={**old.labels, key: "v"})
+
+    def audit(old: FileRecord, new: FileRecord) -> AuditEvent:
+        (key,) = set(new.labels) - set(old.labels)
+        return AuditEvent(old.id, NOW, "s", "update", (f"labels.{key}",), "r")
+
+    answers = await asyncio.gather(
+        *(replicas[i % 2].update(record().id, NOW, change(k), audit) for i, k in enumerate(keys))
+    )
+    order = sorted((a for a in answers if a is not None), key=lambda a: len(a.labels))
+    assert len(order) == len(keys)
+    for before, after in itertools.pairwise(order):
+        assert set(before.labels) < set(after.labels)
+    final = await replicas[1].get(record().id, NOW)
+    assert final == order[-1] and set(keys) <= set(final.labels)
+    logged = [e.paths[0].removeprefix("labels.") for e in await replicas[0].audit_log(record().id)]
+    added = [
+        (set(a.labels) - set(b.labels)).pop() for b, a in itertools.pairwise([record(), *order])
+    ]
+    assert logged == added
 
 
 async def test_sweep_passes_over_a_file_another_replica_is_extending(

@@ -23,10 +23,46 @@ anyway. Chunk rows are ordinary rows: they go with their file by `ON DELETE CASC
 transaction, under the same locks, in every `pg_dump`. Reads go chunk by chunk through a cursor
 into one buffer of the file's size, so a download holds one copy of the content and one chunk, not
 the rows and their join.
+
+Update is optimistic: two round trips, where locking the row took five (BEGIN, SELECT ... FOR
+UPDATE, UPDATE, INSERT audit, COMMIT). A trigger moves each row's `version` on every UPDATE,
+whoever runs it. Update reads the live row and its version without a lock, runs the domain's
+`change` in Python, then sends one statement, its own implicit transaction (atomic, durable
+once it returns): UPDATE the changed columns WHERE the version is the one read and the file is
+still live, and INSERT the audit record from what that UPDATE returned. If any other write came
+in between, it writes nothing, and Update reads again: at most UPDATE_TRIES times, then ABORTED.
+In one replica, updates of a file that lost a race, and those that come while any is queued,
+queue up, and one task writes all the queue holds at a time: it applies their changes in turn,
+each to what the one before made, and writes the last with every audit record in one statement
+(each caller gets its own change's record, or its own exception). So a hot file costs one
+write per queue-full rather than a lost race per update (on one file at 16x8 it outruns one
+prepared UPDATE per call, which waits for the row lock and the commit before it); only
+replicas race each other, and the first update of a quiet file goes alone. A replica also
+remembers the files it last updated as it wrote them (KNOWN_FILES of them): the next update of
+one starts from there without reading, one round trip, and reads only when its write finds the
+version moved. A `change` that refuses a remembered record (a stale if-match etag, say) is asked
+again with the file as read.
+
+Every other write stays safe without knowing of the version:
+- Another Update, ours or an older release's, moves the version (the trigger), so whichever
+  writes second matches no row. One that waited for the other's row lock re-checks its WHERE
+  on the row as committed (READ COMMITTED's re-check), so it too finds the version moved.
+- A rename that must stay unique in its folder (`naming`) takes today's path: the folder's
+  naming lock and the row locked from read to commit, as older releases do for every Update.
+  An optimistic write waits on that lock, then finds the version moved.
+- Delete and the sweeper remove the row: a conditional UPDATE after them matches nothing, the
+  read again finds nothing, and Update answers NOT_FOUND as if it came after. The sweeper skips
+  rows being written (SKIP LOCKED) and re-checks expiry on the committed row, so a file an
+  acknowledged Update extended is never swept.
+- Create and upload completion insert rows under new ids, and ids are never reused: a file
+  deleted and made again cannot pass for the version read. (Only an import into an emptied
+  store brings ids back, each at version 0: `clear` forgets what this replica remembered, and
+  replicas are not meant to run through an import.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -36,7 +72,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from files_api.errors import DomainError, Unavailable
+from files_api.errors import Aborted, DomainError, Unavailable
 from files_api.store import (
     NEWEST_FIRST,
     WRITE_TIMINGS,
@@ -63,7 +99,7 @@ from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import AsyncIterator, Callable, Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
@@ -72,6 +108,9 @@ DEFAULT_POOL_SIZE = 10
 CHUNK_BYTES = 1024 * 1024
 PURGE_BATCH = 500
 PAGE_ROWS = 500  # snapshots read files and audit records in pages of this many
+UPDATE_TRIES = 16  # an Update that loses this many races in a row fails with ABORTED
+KNOWN_FILES = 4096  # how many files a replica remembers as it last wrote them
+QUEUE_LINGER_S = 0.005  # how long a file's emptied update queue waits for more
 
 # Taken for the whole migration transaction, so replicas starting together queue up and the
 # later ones find the schema current. Any bigint would do; this one spells "files".
@@ -153,6 +192,16 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE uploads ADD COLUMN revision bigint NOT NULL DEFAULT 0",
     ),
     (
+        # Update is optimistic (see the module docstring). The trigger, not the UPDATE, moves
+        # the version, so every writer moves it: replicas of the previous release too, whose
+        # UPDATE knows nothing of the column. A metadata-only change (PostgreSQL 11+).
+        "ALTER TABLE files ADD COLUMN version bigint NOT NULL DEFAULT 0",
+        """CREATE FUNCTION files_next_version() RETURNS trigger LANGUAGE plpgsql AS
+        $$BEGIN NEW.version := OLD.version + 1; RETURN NEW; END$$""",
+        "CREATE TRIGGER files_version BEFORE UPDATE ON files FOR EACH ROW"
+        " EXECUTE FUNCTION files_next_version()",
+    ),
+    (
         # Each row's File as clients see it, kept current by every write (files_api.store.wire):
         # a List page joins these. Files stored before get theirs on the way (`_backfill_wire`).
         "ALTER TABLE files ADD COLUMN wire bytea NOT NULL DEFAULT ''",
@@ -160,7 +209,7 @@ MIGRATIONS: list[Migration] = [
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
-WIRE_VERSION = 5  # the schema that added wire
+WIRE_VERSION = 6  # the schema that added wire
 
 # Names compare as "C" (code point order, like the other backends) whatever the database's
 # locale, so a prefix's names lie between it and it followed by the highest code point.
@@ -180,6 +229,37 @@ def _update_statement(columns: tuple[str, ...]) -> str:
     """The UPDATE of just these columns, the file's id as $1."""
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
     return f"UPDATE files SET {assignments} WHERE id = $1"
+
+
+# Update's read: the live row and its version, no lock.
+_READ_VERSIONED = f"SELECT version, {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2"
+_AUDIT_ARGS = 5  # time_ns, subject, action, paths, request_id
+
+
+@functools.lru_cache(maxsize=256)
+def _write_if_unmoved(columns: tuple[str, ...], audited: bool) -> str:
+    """One statement (one implicit transaction) that writes these columns of file $1 only if it
+    is still at version $2 and live at $3, and appends its audit records (the next five
+    parameters, arrays of one value per record) only if it wrote; it returns a row only if it
+    wrote. With no column to write, it checks the version instead. The column values come last.
+    """
+    first = 4 + _AUDIT_ARGS * audited
+    target = "WHERE id = $1 AND version = $2 AND expires_at_ns > $3"
+    if columns:
+        sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=first))
+        written = f"UPDATE files SET {sets} {target} RETURNING id"
+    else:
+        written = f"SELECT id FROM files {target}"
+    if not audited:
+        return written
+    return (
+        f"WITH written AS ({written}) INSERT INTO audit"
+        " (file_id, time_ns, subject, action, paths, request_id)"
+        " SELECT written.id, e.time_ns, e.subject, e.action, e.paths::jsonb, e.request_id"
+        " FROM written, unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])"
+        " WITH ORDINALITY AS e (time_ns, subject, action, paths, request_id, n)"
+        " ORDER BY e.n RETURNING seq"
+    )
 
 
 # What asyncpg raises when the database is down, restarting or unreachable: the caller gets
@@ -322,6 +402,98 @@ async def _pending_upload(
     return upload_from_json(row[0], upload_id, row[1], row[2], row[3])
 
 
+class _Moved(Exception):
+    """Another writer changed the file between an optimistic update's read and its write."""
+
+
+Known = tuple[int, FileRecord]
+"""A file as this replica last read or wrote it, with its version then."""
+
+Change = tuple[
+    "Callable[[FileRecord], FileRecord]", "Callable[[FileRecord, FileRecord], AuditEvent] | None"
+]
+"""One Update's `change` and `audit`."""
+
+
+async def _try_changes(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    file_id: str,
+    now_ns: int,
+    changes: Sequence[Change],
+    *,
+    known: Known | None,
+) -> tuple[list[FileRecord | Exception] | None, Known | None]:
+    """Applies the changes in Python, each to what the one before made, and writes the result
+    with their audit records in one statement, only if the file's version did not move since it
+    was read: from `known` in one round trip, else from a read first, in two; no lock held
+    between. A change that raises is left out and gets its exception as its outcome.
+
+    Returns each change's outcome (None for a file that is not live) and what is now known of
+    the file; raises _Moved when another write came first, or when a change refused a `known`
+    record, which may be out of date.
+    """
+    if known is None:
+        row = await conn.fetchrow(_READ_VERSIONED, file_id, now_ns)
+        if row is None:
+            return None, None
+        values = list(row.values())
+        values[1 + DESCRIPTION] = bytes(values[1 + DESCRIPTION]).decode()
+        version, old = values[0], row_record(values[1:])
+    else:
+        version, old = known
+    outcomes: list[FileRecord | Exception] = []
+    events: list[AuditEvent] = []
+    current = old
+    for change, audit in changes:
+        try:
+            new = change(current)
+        except Exception as e:
+            if known is not None:
+                raise _Moved from e  # refused what may be out of date: read, and ask again
+            outcomes.append(e)  # writes nothing of its own
+            continue
+        if audit is not None:
+            events.append(audit(current, new))
+        outcomes.append(new)
+        current = new
+    columns, changed = changed_columns(old, current)
+    if not columns and not events and known is None:
+        return outcomes, (version, current)  # nothing to write: the read was the change
+    # One array per audit column, a value per event (the file's id comes from the UPDATE).
+    rows = (_audit_args(e)[1:] for e in events)
+    audit_arrays = [list(column) for column in zip(*rows, strict=True)]
+    started = time.perf_counter()
+    written = await conn.fetchval(
+        _write_if_unmoved(columns, bool(events)),
+        file_id,
+        version,
+        now_ns,
+        *audit_arrays,
+        *(_to_column(c, v) for c, v in zip(columns, changed, strict=True)),
+    )
+    if written is None:
+        raise _Moved
+    WRITE_TIMINGS.durable(time.perf_counter() - started)
+    return outcomes, (version + 1 if columns else version, current)  # the trigger moved it
+
+
+_Queued = tuple[Change, int, "asyncio.Future[FileRecord | None]"]
+"""An update waiting in its file's queue: its change, its time, its caller's answer."""
+
+
+def _outcome(outcomes: list[FileRecord | Exception] | None) -> FileRecord | None:
+    if outcomes is None:
+        return None
+    (outcome,) = outcomes
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def _audit_args(event: AuditEvent) -> tuple[object, ...]:
+    return (*audit_row(event), json.dumps(event.paths), event.request_id)
+
+
 def _audit_event(row: asyncpg.Record) -> AuditEvent:
     return AuditEvent(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
 
@@ -331,9 +503,7 @@ async def _insert_audit(conn: asyncpg.pool.PoolConnectionProxy, event: AuditEven
         await conn.execute(
             "INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            *audit_row(event),
-            json.dumps(event.paths),
-            event.request_id,
+            *_audit_args(event),
         )
 
 
@@ -349,6 +519,13 @@ class PostgresStore:
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        # Updates of a file in this replica that lost a race, and those that came since: one
+        # task writes them, all of the queue at a time (see `update`).
+        self._queues: dict[str, list[_Queued]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        # The files this replica last updated, each as it wrote it: the next update of one
+        # starts from there, without reading it, and its write checks that it did not move.
+        self._known: dict[str, Known] = {}
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -370,7 +547,9 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, reset=keep_session
+            )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as e:
@@ -484,9 +663,98 @@ class PostgresStore:
         audit: Callable[[FileRecord, FileRecord], AuditEvent] | None = None,
         naming: Naming | None = None,
     ) -> FileRecord | None:
+        if naming is not None:
+            return await self._update_locked(file_id, now_ns, change, audit, naming)
+        if file_id not in self._queues:  # no update of this file in this replica lost a race
+            with contextlib.suppress(_Moved):
+                async with self._connection() as conn:
+                    outcomes = await self._try(conn, file_id, now_ns, [(change, audit)])
+                return _outcome(outcomes)
+        # Lost, or came while the file has a queue: it joins the queue, and one write takes all
+        # the queue holds (see the module docstring).
+        future: asyncio.Future[FileRecord | None] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(file_id)
+        if queue is None:
+            queue = self._queues[file_id] = []
+            drain = asyncio.create_task(self._drain(file_id, queue))
+            self._drains.add(drain)  # held, or the loop could collect it half-way
+            drain.add_done_callback(self._drains.discard)
+        queue.append(((change, audit), now_ns, future))
+        return await future
+
+    async def _try(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy,
+        file_id: str,
+        now_ns: int,
+        changes: Sequence[Change],
+    ) -> list[FileRecord | Exception] | None:
+        """One try, from what this replica knows of the file when it knows something; what it
+        knows afterwards is kept, or forgotten when the try lost its race."""
+        known = self._known.pop(file_id, None)
+        outcomes, now_known = await _try_changes(conn, file_id, now_ns, changes, known=known)
+        if now_known is not None:
+            if len(self._known) >= KNOWN_FILES:
+                del self._known[next(iter(self._known))]  # the longest known
+            self._known[file_id] = now_known
+        return outcomes
+
+    async def _drain(self, file_id: str, queue: list[_Queued]) -> None:
+        """Writes what the file's queue holds, all of it at a time, until it stays empty for
+        QUEUE_LINGER_S: a client that sent several updates of the file at once has most likely
+        sent the next ones by then, and they queue rather than race each other afresh."""
+        batch: list[_Queued] = []
+        try:
+            while queue:
+                while queue:
+                    batch = queue[:]
+                    del queue[:]
+                    await self._write_queued(file_id, batch)
+                await asyncio.sleep(QUEUE_LINGER_S)
+        finally:
+            del self._queues[file_id]
+            for _, _, future in [*batch, *queue]:
+                future.cancel()  # a no-op unless this task itself was cancelled half-way
+
+    async def _write_queued(self, file_id: str, batch: list[_Queued]) -> None:
+        # Live at the latest of their times is live at each of them.
+        now_ns = max(now for _, now, _ in batch)
+        try:
+            async with self._connection() as conn:
+                for _ in range(UPDATE_TRIES - 1):  # the first to queue lost once already
+                    with contextlib.suppress(_Moved):
+                        outcomes = await self._try(conn, file_id, now_ns, [c for c, _, _ in batch])
+                        break
+                else:
+                    raise Aborted(
+                        f"file {file_id!r} was changed by other writers {UPDATE_TRIES} times"
+                        " while this update was being made; try again"
+                    )
+        except Exception as e:
+            outcomes = [e] * len(batch)
+        answers: Sequence[FileRecord | Exception | None] = outcomes or [None] * len(batch)
+        for (_, _, future), outcome in zip(batch, answers, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def _update_locked(
+        self,
+        file_id: str,
+        now_ns: int,
+        change: Callable[[FileRecord], FileRecord],
+        audit: Callable[[FileRecord, FileRecord], AuditEvent] | None,
+        naming: Naming,
+    ) -> FileRecord | None:
+        """A rename that must stay unique in its folder: the folder's naming lock and the row
+        lock held from the read to the commit, as names of other files are part of the rule."""
+        self._known.pop(file_id, None)  # its version is about to move
         async with self._writing() as conn:
-            # The row lock holds off every other replica's update of this file until commit;
-            # an exception from `change` leaves the block and rolls back.
+            # The row lock holds off every other writer of this file until commit; an
+            # exception from `change` leaves the block and rolls back.
             old = await _lock_live(conn, file_id, now_ns)
             if old is None:
                 return None
@@ -604,7 +872,8 @@ class PostgresStore:
                 check(record)
             await conn.execute("DELETE FROM files WHERE id = $1", file_id)
             await _insert_audit(conn, audit)
-            return True
+        self._known.pop(file_id, None)
+        return True
 
     async def list(
         self,
@@ -670,6 +939,7 @@ class PostgresStore:
     async def clear(self) -> None:
         async with self._connection() as conn:
             await conn.execute("TRUNCATE upload_parts, uploads, audit, contents, files")
+        self._known.clear()  # an import may bring the same ids back, from version 0
 
     async def totals(self, now_ns: int) -> tuple[int, int]:
         async with self._connection() as conn:
@@ -900,6 +1170,14 @@ class _PostgresLoader:
                 number,
                 blob,
             )
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, besides rolling back a transaction left
+    open (which it always does): nothing. By default it sends `SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL;`, one more round trip after every call, to undo session
+    state this store never makes: it runs no SET, no LISTEN, takes advisory locks only for a
+    transaction, and opens cursors only inside one."""
 
 
 def _closed(conn: asyncpg.pool.PoolConnectionProxy) -> bool:
