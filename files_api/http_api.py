@@ -162,6 +162,11 @@ async def _send(
         request.transport.abort()
 
 
+async def _download_methods(request: web.Request) -> web.StreamResponse:
+    """A link is for GET and HEAD: any other method is 405 naming them, not REST's 404."""
+    raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+
+
 def face_of(request: web.Request) -> tuple[str, str]:
     """The face a request reached and its route template (REST refines it to the
     transcoder's own template: the catch-all's would say nothing)."""
@@ -192,6 +197,7 @@ def make_app(
     app[UPLOADS_KEY] = uploads
     app.router.add_routes(health)
     app.router.add_get(DOWNLOAD_ROUTE, _download)
+    app.router.add_route("*", DOWNLOAD_ROUTE, _download_methods)
     if openapi is not None:
         app.router.add_get("/openapi.json", openapi_handler(openapi))
     app.router.add_routes(pds)

@@ -222,7 +222,10 @@ async def json_errors(
         if e.status < 400:
             raise
         code = _FRAMEWORK_CODES.get(e.status, code_pb2.UNKNOWN)
-        return json_error(_status(code, e.reason), http=e.status)
+        response = json_error(_status(code, e.reason), http=e.status)
+        if "Allow" in e.headers:  # a 405 says what is allowed
+            response.headers["Allow"] = e.headers["Allow"]
+        return response
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return json_error(_status(code_pb2.INTERNAL, INTERNAL_MESSAGE))

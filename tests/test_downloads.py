@@ -495,3 +495,13 @@ def test_20_stalled_readers_hold_little_and_stall_no_one(
             stub.Get(fs.GetFileRequest(file_id=created.id), timeout=5)
             worst = max(worst, time.monotonic() - started)
     assert worst < 0.25, f"a Get took {worst * 1000:.0f} ms beside 20 stalled downloads"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+async def test_a_link_takes_get_and_head_only(running: Running, method: str) -> None:
+    file = await running.stub.Create(fs.CreateFileRequest(folder_id="m", content=b"x"))
+    url = (await running.stub.GetUrl(fs.GetFileUrlRequest(file_id=file.id))).url
+    async with aiohttp.ClientSession() as session, session.request(method, url) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET,HEAD"
+        assert (await response.json())["message"]
