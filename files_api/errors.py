@@ -56,10 +56,11 @@ MAX_VIOLATION_BYTES = 2048  # all violations together; the rest are counted in t
 
 
 def clip(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-8 bytes, ending in an ellipsis when cut."""
-    encoded = text.encode()
+    """`text` cut to at most `limit` UTF-8 bytes, ending in an ellipsis when cut; a lone
+    surrogate (JSON can carry one, UTF-8 cannot) is written as its escape."""
+    encoded = text.encode(errors="backslashreplace")
     if len(encoded) <= limit:
-        return text
+        return encoded.decode()
     return encoded[: limit - 3].decode(errors="ignore") + "\u2026"
 
 

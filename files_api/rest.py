@@ -22,7 +22,7 @@ from google.rpc import code_pb2, status_pb2
 
 from files_api.auth import CHALLENGE
 from files_api.bodies import MAX_FORM_PARTS, read_body, require_identity
-from files_api.errors import INTERNAL_MESSAGE, DomainError, http_status
+from files_api.errors import INTERNAL_MESSAGE, MAX_MESSAGE_BYTES, DomainError, clip, http_status
 from files_api.observe import ROUTE, call_request_id
 from files_api.request_ids import REQUEST_ID
 from files_api.transcoder import BadRequest, HttpCall, RpcFailure, decode, encode, encode_status
@@ -41,7 +41,9 @@ _STATUS_DETAILS = "grpc-status-details-bin"
 
 
 def _status(code: int, message: str) -> status_pb2.Status:
-    return status_pb2.Status(code=code, message=message)
+    """A status of ours; its message may echo the request, so it is bounded as a domain
+    error's is (and a lone surrogate from the JSON is written as its escape)."""
+    return status_pb2.Status(code=code, message=clip(message, MAX_MESSAGE_BYTES))
 
 
 def _status_from(

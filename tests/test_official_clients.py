@@ -128,7 +128,10 @@ def test_get_url_downloads_the_exact_bytes_and_type(report: Report) -> None:
     assert download["content_type"] == report["mime_type"]
     assert download["content_hex"] == report["content_hex"]
     before, after = report["expires_at_ns_around_download"]
-    assert after > before, "a download of a SINCE_LAST_ACTIVE file must push its expiry on"
+    # Activity is recorded as relatime does: a download within a minute of the last write
+    # leaves expires_at as it is (tests/test_downloads.py moves a controlled clock past that);
+    # it never moves it back.
+    assert after >= before, "a download must never move an expiry back"
 
 
 def test_delete_then_the_file_is_gone(report: Report) -> None:

@@ -165,6 +165,12 @@ MALFORMED_CREATES = [
         b'{"folderId": "f", "content": "aGk=", "labels": {"a": "\\ud800"}}',
         "labels",
     ),
+    # Echoed in the message, which must still encode: the surrogate as its escape.
+    (
+        "labels a lone surrogate",
+        b'{"folderId": "f", "content": "aGk=", "labels": "\\ud800"}',
+        "\\ud800",
+    ),
     ("surrogate as a field name", b'{"\\ud800": 1, "folderId": "f", "content": "aGk="}', ""),
     ("NUL in the name", b'{"folderId": "f", "content": "aGk=", "name": "a\\u0000b"}', "name"),
     ("CR LF in the name", b'{"folderId": "f", "content": "aGk=", "name": "a\\r\\nb"}', "name"),
