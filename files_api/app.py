@@ -49,13 +49,13 @@ from files_api.grpc_api import (
 from files_api.health_http import health_routes
 from files_api.http_api import face_of, make_app
 from files_api.metrics import (
-    TOTALS_SECONDS,
     PrometheusMetrics,
     make_multiproc_dir,
     mark_dead,
     process_metrics,
     remove_multiproc_dir,
     serve_metrics,
+    totals_interval,
 )
 from files_api.observe import GrpcEdge, configure_logging, http_edge
 from files_api.openapi import openapi_document
@@ -412,6 +412,7 @@ class Server:
 
     async def _count_forever(self, metrics: PrometheusMetrics) -> None:
         while True:
+            started = time.perf_counter()
             try:
                 files, size = await self.core.store.totals(self.core.clock())
             except Exception:
@@ -419,7 +420,7 @@ class Server:
             else:
                 metrics.files.set(files)
                 metrics.content_bytes.set(size)
-            await asyncio.sleep(TOTALS_SECONDS)
+            await asyncio.sleep(totals_interval(time.perf_counter() - started))
 
     async def _sweep_forever(self, interval_seconds: float) -> None:
         while True:

@@ -6,10 +6,11 @@ multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, made and removed by the supe
 serves `/metrics` from it and marks a worker that exits as dead), so counters add up across
 workers and keep what an exited worker counted: a scrape never sees one go backwards.
 
-The live-files gauges are refreshed by a query every `TOTALS_SECONDS`, not counted from each
-write: a count the store makes is right across every replica on one PostgreSQL and every
-worker on one SQLite file (each process adjusting its own count would see only its own writes),
-costs one query per interval whatever the scrape rate, and runs off the event loop.
+The live-files gauges are refreshed by a query every `TOTALS_SECONDS` (less often on a store
+so big that counting would take more than 1 % of a core), not counted from each write: a count
+the store makes is right across every replica on one PostgreSQL and every worker on one SQLite
+file (each process adjusting its own count would see only its own writes), costs one query per
+interval whatever the scrape rate, and runs off the event loop.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 TOTALS_SECONDS = 5.0
+TOTALS_SHARE = 0.01  # of one core, at most, that counting may take on a big store
+
+
+def totals_interval(counting_seconds: float) -> float:
+    """How long to wait before counting again: TOTALS_SECONDS, or longer when a count takes
+    long (a million files take about half a second), so an idle server stays idle."""
+    return max(TOTALS_SECONDS, counting_seconds / TOTALS_SHARE)
+
+
 # writes per group commit: 1 to the writer's batch limit
 GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 

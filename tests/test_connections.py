@@ -63,6 +63,31 @@ def test_connections_that_never_finish_a_request_are_closed() -> None:
         assert "Traceback" not in server.log_text()
 
 
+def descriptors(server: ServerProcess) -> int:
+    return len(list(Path(f"/proc/{server.process.pid}/fd").iterdir()))
+
+
+def test_many_half_open_connections_give_their_descriptors_back() -> None:
+    """The issue's example: thousands of connections that send part of their headers took every
+    descriptor. Here 300 of them are held until the idle clock closes them all."""
+    with guarded() as server:
+        before = descriptors(server)
+        held = [connect(server) for _ in range(300)]
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Par")
+        time.sleep(0.2)
+        assert descriptors(server) >= before + 250  # each holds one while it is open
+        deadline = time.monotonic() + IDLE * 20
+        while descriptors(server) > before + 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert descriptors(server) <= before + 5
+        for sock in held:
+            sock.close()
+        with urllib.request.urlopen(f"http://{server.http_address}/healthz", timeout=5) as ok:
+            assert ok.status == 200
+        assert "Traceback" not in server.log_text()
+
+
 def test_a_long_answer_is_not_cut_by_the_idle_clock() -> None:
     content = b"x" * (8 * 1024 * 1024)
     with guarded() as server, grpc.insecure_channel(server.grpc_address) as channel:

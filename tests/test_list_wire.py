@@ -21,13 +21,11 @@ from files_api.domain.uploads import NewUpload
 from files_api.store import open_store
 from files_api.store.rows import COLUMNS, FIELDS, stored_row
 from files_api.store.wire import file_bytes, list_page_bytes
-from tests.test_store import NOW, record
+from tests.test_store import NOW, SQL_BACKENDS, migrate_to, record
 
 if TYPE_CHECKING:
     from files_api.domain.files import Files
     from tests.conftest import Clock
-
-SQL_BACKENDS = ["sqlite", "postgres"]
 
 
 def _signed(url: str) -> tuple[str, str, str]:
@@ -105,12 +103,7 @@ async def test_files_stored_before_the_wire_column_get_theirs(
     backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = importlib.import_module(f"files_api.store.{backend}")
-    shipped = list(module.MIGRATIONS)
-    with monkeypatch.context() as patch:
-        patch.setattr(module, "MIGRATIONS", shipped[: module.WIRE_VERSION - 1])
-        old = open_store(store_url)
-        await old.open()
-        await old.close()
+    await migrate_to(backend, store_url, module.WIRE_VERSION - 1, monkeypatch)
     await _insert_without_wire(store_url)
     upgraded = open_store(store_url)
     await upgraded.open()

@@ -16,12 +16,14 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import pytest
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from files_api.metrics import totals_interval
 from tests.support import health_stub, run_server_command, spawn, wait_serving
 from tests.test_workers import free_port
 
@@ -250,3 +252,12 @@ def test_prometheus_sums_two_workers_and_sees_no_reset(tmp_path: Path) -> None:
             assert set(resets.values()) == {0.0}
         process.terminate()
         assert process.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize(("counting", "wait"), [(0.0, 5.0), (0.04, 5.0), (0.5, 50.0), (3.0, 300.0)])
+def test_counting_a_big_store_takes_at_most_a_hundredth_of_a_core(
+    counting: float, wait: float
+) -> None:
+    """A million files take about half a second to count: every 5 s that was 10 % of a core on
+    an idle server (the bench's idle figure); now the count waits a hundred times as long."""
+    assert totals_interval(counting) == pytest.approx(wait)

@@ -341,6 +341,16 @@ async def schema_version(backend: str, url: str) -> object:
     return await query(url, "SELECT max(version) FROM schema_version")
 
 
+async def migrate_to(backend: str, url: str, version: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brings an empty store's schema to `version`, as the release that stopped there made it."""
+    module = importlib.import_module(f"files_api.store.{backend}")
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "MIGRATIONS", list(module.MIGRATIONS)[:version])
+        old = open_store(url)
+        await old.open()
+        await old.close()
+
+
 def test_pending_migrations_are_those_past_the_version() -> None:
     migrations = [("a",), ("b", "c"), ("d",)]
     assert pending_migrations(migrations, 0) == [(1, ("a",)), (2, ("b", "c")), (3, ("d",))]

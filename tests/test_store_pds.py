@@ -17,7 +17,7 @@ import pytest
 from files_api.domain.naming import AUTO_RENAME, REFUSE, naming_for
 from files_api.errors import AlreadyExists, InvalidArgument
 from files_api.store import SORT_KEYS, Order, Upload, content_hash, open_store
-from tests.test_store import NOW, SQL_BACKENDS, query, record
+from tests.test_store import NOW, SQL_BACKENDS, migrate_to, query, record
 
 if TYPE_CHECKING:
     from files_api.store import FileRecord, FileStore, Naming
@@ -227,12 +227,7 @@ async def test_migration_gives_older_files_their_content_hash(
     backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = importlib.import_module(f"files_api.store.{backend}")
-    shipped = list(module.MIGRATIONS)
-    with monkeypatch.context() as patch:
-        patch.setattr(module, "MIGRATIONS", shipped[: module.HASH_VERSION - 1])
-        old = open_store(store_url)
-        await old.open()  # the schema as the release before made it
-        await old.close()
+    await migrate_to(backend, store_url, module.HASH_VERSION - 1, monkeypatch)
     chunks = {"small": [b"hello"], "big": [bytes(range(256)) * 4096, b"tail"]}
     await _insert_as_before(store_url, chunks)
 

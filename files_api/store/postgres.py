@@ -928,13 +928,8 @@ class PostgresStore:
             return await _gather(conn, file_id, size)
 
     async def open_content(self, file_id: str, now_ns: int) -> _PostgresBlob | None:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {COLUMNS} FROM files WHERE id = $1 AND expires_at_ns > $2",
-                file_id,
-                now_ns,
-            )
-        return None if row is None else _PostgresBlob(self, _record(row))
+        record = await self.get(file_id, now_ns)
+        return None if record is None else _PostgresBlob(self, record)
 
     async def clear(self) -> None:
         async with self._connection() as conn:
