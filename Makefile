@@ -135,7 +135,7 @@ test-lowest: $(LOWEST_INSTALLED) $(CLIENTS_INSTALLED) $(NODE_INSTALLED) $(WHEELH
 	$(LOWEST)/bin/pytest $(ARGS)
 
 # Our server against the bare gRPC floor (bench/floor.py), driven by h2load (apt-get install
-# nghttp2-client); writes bench-results/ (results.json, report.md, bench.png). About 14.5
+# nghttp2-client); writes bench-results/ (results.json, report.md, bench.png). About 20
 # minutes on 2 cores with REST PATCH, the 1,000 vs 1,000,000 files part (ARGS=--no-scale skips
 # it), the SQLite floor (ARGS=--no-sqlite-floor skips it), PostgreSQL, 1 vs 2 replicas
 # (ARGS=--no-postgres skips it) and small calls during 128 MiB uploads (ARGS=--no-stall skips

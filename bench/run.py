@@ -21,8 +21,8 @@ fsynced to a file of its own) and on that against ours; `--downloads` GETs a sig
 1 MiB and a 64 KiB file over HTTP/1.1 at 16 connections, ours against a bare aiohttp handler
 answering the same bytes from memory (bench/http_floor.py --downloads).
 
-    python -m bench.run               # everything, with the scale runs (~14.5 minutes on 2 cores)
-    python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~8.5 minutes)
+    python -m bench.run               # everything, with the scale runs (~20 minutes on 2 cores)
+    python -m bench.run --no-scale    # without 1,000 vs 1,000,000 files (~13 minutes)
     python -m bench.run --quick       # every scenario once, one stall round (~1 minute)
     python -m bench.run --scenarios none --no-scale --postgres   # the PostgreSQL part alone
     python -m bench.run --scenarios none --no-scale --postgres-url URL   # ... on your database

@@ -130,3 +130,37 @@ def test_the_descriptor_limit_is_raised_to_the_hard_one() -> None:
     [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
     soft, hard = line.split()[3:5]
     assert soft == hard != "256"
+
+
+def test_out_of_descriptors_is_said_once_and_the_server_recovers() -> None:
+    """With a hard limit of 256 descriptors, 400 connections run it out: asyncio's failed
+    accepts are logged once (not once per attempt), gRPC keeps answering, and HTTP answers
+    again once the connections close."""
+    command = ["sh", "-c", 'ulimit -n 256 && exec "$0" "$@"', sys.executable, "-m", "files_api"]
+    command += ["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+    command += ["--store", "memory:", "--http-idle-timeout", "60"]
+    ready = re.compile(r"serving gRPC on (\S+):(\d+) and HTTP on (\S+):(\d+)")
+    with spawn(command, ready) as (_, match, log):
+        http_address = f"{match[3]}:{match[4]}"
+        host, port = match[3], int(match[4])
+        held = []
+        started = time.monotonic()
+        for _ in range(400):  # past the backlog too: those few time out at once
+            with contextlib.suppress(OSError):
+                held.append(socket.create_connection((host, port), timeout=0.2))
+        time.sleep(3)  # asyncio tries the listener again every second, failing each time
+        for sock in held:
+            sock.close()
+        exhausted = time.monotonic() - started
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{http_address}/healthz", timeout=5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        text = "".join(log)
+    said = text.count("socket.accept() out of system resource")
+    assert 1 <= said <= 1 + exhausted // 10, text[-3000:]  # asyncio alone: once a second
+    assert "Traceback" not in text
