@@ -21,7 +21,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from tests.support import server_process, spawn
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from tests.support import ServerProcess
 
@@ -70,22 +70,35 @@ def descriptors(server: ServerProcess) -> int:
 def test_many_half_open_connections_give_their_descriptors_back() -> None:
     """The issue's example: thousands of connections that send part of their headers took every
     descriptor. Here 300 of them are held until the idle clock closes them all."""
-    with guarded() as server:
+    with guarded() as server, contextlib.ExitStack() as held:
         before = descriptors(server)
-        held = [connect(server) for _ in range(300)]
-        for sock in held:
+        for _ in range(300):
+            sock = held.enter_context(connect(server))
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Par")
-        time.sleep(0.2)
-        assert descriptors(server) >= before + 250  # each holds one while it is open
-        deadline = time.monotonic() + IDLE * 20
-        while descriptors(server) > before + 5 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert descriptors(server) <= before + 5
-        for sock in held:
-            sock.close()
+        accepted = wait_for(lambda: descriptors(server) >= before + 250, 10)
+        assert accepted, descriptors(server)  # each held one while it was open
+        closed = wait_for(lambda: descriptors(server) <= before + 5, IDLE * 40)
+        assert closed, descriptors(server)
         with urllib.request.urlopen(f"http://{server.http_address}/healthz", timeout=5) as ok:
             assert ok.status == 200
         assert "Traceback" not in server.log_text()
+
+
+def healthy(http_address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{http_address}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_a_long_answer_is_not_cut_by_the_idle_clock() -> None:
@@ -104,20 +117,13 @@ def test_a_long_answer_is_not_cut_by_the_idle_clock() -> None:
 
 def test_past_the_cap_a_connection_is_closed_until_others_close() -> None:
     with guarded("--max-connections", "4", "--http-idle-timeout", "30") as server:
-        held = [connect(server) for _ in range(4)]
-        time.sleep(0.2)  # accepted, each under the guard
-        with connect(server) as refused:
-            assert closed_within(refused, 5)
-        for sock in held:
-            sock.close()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{server.http_address}/healthz", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        with contextlib.ExitStack() as held:
+            for _ in range(4):
+                held.enter_context(connect(server))
+            time.sleep(0.2)  # accepted, each under the guard
+            with connect(server) as refused:
+                assert closed_within(refused, 5)
+        assert wait_for(lambda: healthy(server.http_address), 10)
         assert server.log_text().count("refusing HTTP connections") == 1
 
 
@@ -143,23 +149,14 @@ def test_out_of_descriptors_is_said_once_and_the_server_recovers() -> None:
     with spawn(command, ready) as (_, match, log):
         http_address = f"{match[3]}:{match[4]}"
         host, port = match[3], int(match[4])
-        held = []
         started = time.monotonic()
-        for _ in range(400):  # past the backlog too: those few time out at once
-            with contextlib.suppress(OSError):
-                held.append(socket.create_connection((host, port), timeout=0.2))
-        time.sleep(3)  # asyncio tries the listener again every second, failing each time
-        for sock in held:
-            sock.close()
+        with contextlib.ExitStack() as held:
+            for _ in range(400):  # past the backlog too: those few time out at once
+                with contextlib.suppress(OSError):
+                    held.enter_context(socket.create_connection((host, port), timeout=0.2))
+            time.sleep(3)  # asyncio tries the listener again every second, failing each time
         exhausted = time.monotonic() - started
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{http_address}/healthz", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        assert wait_for(lambda: healthy(http_address), 15)
         text = "".join(log)
     said = text.count("socket.accept() out of system resource")
     assert 1 <= said <= 1 + exhausted // 10, text[-3000:]  # asyncio alone: once a second
