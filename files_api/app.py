@@ -120,11 +120,17 @@ class Settings:
 # How gRPC connections are kept, and let go of: a connection with no call for 5 minutes is
 # closed (clients reconnect by themselves), a peer that stops answering pings for 20 s is
 # dropped, and a connection must finish its handshake (TLS, the HTTP/2 preface) within 20 s.
+# A call whose client never sends its message is bounded too: at most 1,000 streams per
+# connection, and a connection is told to go away after an hour, its calls cancelled 5 minutes
+# later (a health Watch reconnects; every other call is unary and short).
 GRPC_CONNECTION_OPTIONS = [
     ("grpc.max_connection_idle_ms", 300_000),
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.server_handshake_timeout_ms", 20_000),
+    ("grpc.max_concurrent_streams", 1_000),
+    ("grpc.max_connection_age_ms", 3_600_000),
+    ("grpc.max_connection_age_grace_ms", 300_000),
 ]
 
 
