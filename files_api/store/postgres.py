@@ -93,7 +93,7 @@ from files_api.store.rows import (
     row_record,
     stored_row,
     upload_from_json,
-    upload_json,
+    upload_row,
 )
 from files_api.store.wire import file_bytes
 
@@ -775,13 +775,7 @@ class PostgresStore:
     async def stage(self, upload: Upload) -> None:
         async with self._connection() as conn:
             await conn.execute(
-                "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)",
-                upload.record.id,
-                upload.upload_id,
-                upload.parts,
-                upload.expires_at_ns,
-                upload_json(upload),  # text, not jsonb: jsonb cannot hold U+0000
-                upload.revision,
+                "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)", *upload_row(upload)
             )
 
     async def put_part(
@@ -1147,13 +1141,7 @@ class _PostgresLoader:
 
     async def put_upload(self, upload: Upload, parts: list[tuple[int, str]]) -> None:
         await self.conn.execute(
-            "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)",
-            upload.record.id,
-            upload.upload_id,
-            upload.parts,
-            upload.expires_at_ns,
-            upload_json(upload),
-            upload.revision,
+            "INSERT INTO uploads VALUES ($1, $2, $3, $4, $5, $6)", *upload_row(upload)
         )
         for number, blob in parts:
             if not await self._exists(blob):

@@ -117,6 +117,19 @@ def upload_json(upload: Upload) -> str:
     return json.dumps([record_row(upload.record), upload.name_mode], ensure_ascii=False)
 
 
+def upload_row(upload: Upload) -> tuple[object, ...]:
+    """An upload's row in `uploads` (file id, upload id, parts, expiry, record as text,
+    revision), as both SQL backends store it, staged or imported."""
+    return (
+        upload.record.id,
+        upload.upload_id,
+        upload.parts,
+        upload.expires_at_ns,
+        upload_json(upload),  # text, not jsonb: jsonb cannot hold U+0000
+        upload.revision,
+    )
+
+
 def upload_from_json(
     text: str, upload_id: str, parts: int, expires_at_ns: int, revision: int
 ) -> Upload:

@@ -45,7 +45,7 @@ from files_api.store.rows import (
     row_record,
     stored_row,
     upload_from_json,
-    upload_json,
+    upload_row,
 )
 from files_api.store.wire import file_bytes
 
@@ -738,17 +738,7 @@ class SqliteStore:
 
     async def stage(self, upload: Upload) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    upload.record.id,
-                    upload.upload_id,
-                    upload.parts,
-                    upload.expires_at_ns,
-                    upload_json(upload),
-                    upload.revision,
-                ),
-            )
+            conn.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)", upload_row(upload))
 
         await self._write(insert)
 
@@ -1100,17 +1090,7 @@ class _SqliteLoader:
         _insert_audit(self.conn, event)
 
     async def put_upload(self, upload: Upload, parts: list[tuple[int, str]]) -> None:
-        self.conn.execute(
-            "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                upload.record.id,
-                upload.upload_id,
-                upload.parts,
-                upload.expires_at_ns,
-                upload_json(upload),
-                upload.revision,
-            ),
-        )
+        self.conn.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)", upload_row(upload))
         for number, blob in parts:
             chunks = self.conn.execute(
                 "SELECT data FROM load_blobs WHERE key = ? ORDER BY seq", (blob,)
