@@ -42,6 +42,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_durably(path: Path, content: Content) -> None:
+    """A new file holding `content`, fsynced, and its name fsynced into its directory (the
+    durable-upload floor of the benchmark does exactly this, and nothing more)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+
+
 class ContentFiles:
     """The files of one database's content directory (its methods block: call them on a
     thread, except `open` and `read`, which a download calls for one piece at a time)."""
@@ -59,15 +73,7 @@ class ContentFiles:
         if not path.parent.is_dir():
             path.parent.mkdir(parents=True, exist_ok=True)
             _fsync_dir(self.root)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(path.parent)
+        write_durably(path, content)
 
     def open(self, content_id: str) -> int | None:
         """A descriptor to read the content by (it stays readable if the file is removed
