@@ -47,6 +47,7 @@ from files_api.grpc_api import (
     set_serving,
 )
 from files_api.health_http import health_routes
+from files_api.history import history_routes
 from files_api.http_api import face_of, make_app
 from files_api.metrics import (
     PrometheusMetrics,
@@ -345,7 +346,7 @@ class Server:
             self.drive.uploads,
             rest,
             openapi_document(routes),
-            pds.routes(),
+            [*pds.routes(), *history_routes(self.files, auth)],
             health=health,
             edge=http_edge(metrics, settings.access_log, face_of, spans) if observed else None,
         )

@@ -43,6 +43,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 from google.protobuf import json_format, timestamp_pb2
 
 from files_api import version
+from files_api.domain.records import audit_json, json_time
 from files_api.store import AuditEvent, FileRecord, Upload, open_store
 from files_api.store.wire import to_proto
 
@@ -73,11 +74,6 @@ class ArchiveError(ValueError):
 # --- the lines ------------------------------------------------------------------------------
 
 
-def _stamp(ns: int) -> str:
-    seconds, nanos = divmod(ns, 10**9)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos).ToJsonString()
-
-
 def _ns(text: str) -> int:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromJsonString(text)
@@ -92,8 +88,8 @@ def record_json(record: FileRecord) -> dict[str, Any]:
         "pds": {
             "hidden": record.hidden,
             "starred": record.starred,
-            "localCreatedAt": None if local_created is None else _stamp(local_created),
-            "localModifiedAt": None if local_modified is None else _stamp(local_modified),
+            "localCreatedAt": None if local_created is None else json_time(local_created),
+            "localModifiedAt": None if local_modified is None else json_time(local_modified),
             "size": str(record.size),
             "sha1": record.content_hash,
             "labels": list(record.pds_labels),
@@ -139,17 +135,6 @@ def record_from_json(line: dict[str, Any]) -> FileRecord:
         content_hash=pds["sha1"],
         pds_labels=tuple(labels),
     )
-
-
-def _audit_json(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "fileId": event.file_id,
-        "time": _stamp(event.time_ns),
-        "subject": event.subject,
-        "action": event.action,
-        "paths": list(event.paths),
-        "requestId": event.request_id,
-    }
 
 
 def _audit_from_json(line: dict[str, Any]) -> AuditEvent:
@@ -246,7 +231,7 @@ async def write_archive(
             "format": FORMAT,
             "version": VERSION,
             "serverVersion": version(),
-            "createdAt": _stamp(now_ns),
+            "createdAt": json_time(now_ns),
             "store": kind,
             "counts": {
                 "files": counts.files,
@@ -282,7 +267,7 @@ async def write_archive(
                         **record_json(upload.record),
                         "uploadId": upload.upload_id,
                         "parts": upload.parts,
-                        "expiresAt": _stamp(upload.expires_at_ns),
+                        "expiresAt": json_time(upload.expires_at_ns),
                         "nameMode": upload.name_mode,
                         "revision": str(upload.revision),
                         "partSha256": part_digests,
@@ -293,7 +278,7 @@ async def write_archive(
         audit = 0
         with tempfile.SpooledTemporaryFile(16 * 2**20) as lines:
             async for event in snapshot.audit():
-                lines.write(_json_line(_audit_json(event)))
+                lines.write(_json_line(audit_json(event)))
                 audit += 1
             _add_spooled(tar, _AUDIT, lines)
     finish()

@@ -257,13 +257,14 @@ def make_app(
     uploads: Uploads,
     rest: Callable[[web.Request], Awaitable[web.StreamResponse]],
     openapi: dict[str, Any] | None = None,
-    pds: Sequence[web.RouteDef] = (),
+    routes: Sequence[web.RouteDef] = (),
     *,
     health: Sequence[web.RouteDef] = (),
     edge: Any = None,
 ) -> web.Application:
-    """Health, downloads, the OpenAPI document, the console and the PDS face (under /v2/)
-    first, then REST for every other path (the transcoder answers 404/405)."""
+    """Health, downloads, the OpenAPI document and the console, then `routes` (the PDS face
+    under /v2/, the extensions), then REST for every other path (the transcoder answers
+    404/405)."""
     middlewares = [json_errors, pds_errors] if edge is None else [edge, json_errors, pds_errors]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[UPLOADS_KEY] = uploads
@@ -274,6 +275,6 @@ def make_app(
         app.router.add_get("/openapi.json", openapi_handler(openapi))
     app.router.add_route("*", CONSOLE, _console)
     app.router.add_route("*", CONSOLE_ROUTE, _console)
-    app.router.add_routes(pds)
+    app.router.add_routes(routes)
     app.router.add_route("*", REST_CATCH_ALL, rest)
     return app

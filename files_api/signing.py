@@ -32,6 +32,7 @@ class Purpose(enum.Enum):
     """What a key is for; the value is the label its key is derived with."""
 
     PAGE_TOKEN = b"page-token"
+    AUDIT_TOKEN = b"audit-token"
     PDS_MARKER = b"pds-marker"
     DOWNLOAD = b"download-url"
     UPLOAD_PART = b"upload-url"

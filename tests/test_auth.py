@@ -258,7 +258,7 @@ async def keyed_server(keys: dict[str, str]) -> AsyncIterator[Server]:
 async def test_writes_to_another_folder_look_like_a_missing_file_over_the_wire(
     keyed_server: Server, keys: dict[str, str]
 ) -> None:
-    """Update, Delete and GetUrl of a file in a folder the key may not use answer exactly as
+    """Update, Delete, GetUrl and the history of a file in a folder the key may not use answer as
     for an id that does not exist (so no one learns which ids exist elsewhere) and change
     nothing."""
     alice = (("authorization", f"Api-Key {keys['alice']}"),)
@@ -292,6 +292,7 @@ async def test_writes_to_another_folder_look_like_a_missing_file_over_the_wire(
                     ("PATCH", f"{rest}/{file_id}", {"updateMask": "name", "name": "taken"}),
                     ("DELETE", f"{rest}/{file_id}", None),
                     ("GET", f"{rest}:getUrl?fileId={file_id}", None),
+                    ("GET", f"{rest}/{file_id}/audit", None),
                 ):
                     async with http.request(method, url, json=body) as response:
                         assert response.status == 404, (method, url)
@@ -300,6 +301,14 @@ async def test_writes_to_another_folder_look_like_a_missing_file_over_the_wire(
                             5,
                             f"file {file_id!r} not found",
                         )
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{rest}/{hidden.id}/audit") as response:
+                assert response.status == 401
+                assert "Api-Key" in response.headers["WWW-Authenticate"]
+            root_headers = {"Authorization": f"Api-Key {keys['root']}"}
+            async with http.get(f"{rest}/{hidden.id}/audit", headers=root_headers) as response:
+                [created] = (await response.json())["records"]
+                assert (created["action"], created["subject"]) == ("create", "root")
         assert await stub.Get(fs.GetFileRequest(file_id=hidden.id), metadata=root) == hidden
 
 

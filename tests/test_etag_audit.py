@@ -191,3 +191,60 @@ async def test_a_pds_update_records_the_attributes_it_changed(
     await Drive(files.core).edit(file.id, "f", edits, Caller("pat", request_id="p1"))
     update = (await files.core.store.audit_log(file.id))[-1]
     assert (update.action, update.paths, update.request_id) == ("update", paths, "p1")
+
+
+async def test_the_history_extension_pages_a_files_records_newest_first(running: Running) -> None:
+    """`GET /files/v1/files/{id}/audit`: the audit log over REST, in pages that a record
+    written meanwhile does not shift, with every bad input a 4xx naming what is wrong."""
+    file = await running.stub.Create(fs.CreateFileRequest(folder_id="f", content=b"x"))
+    other = await running.stub.Create(fs.CreateFileRequest(folder_id="f", content=b"y"))
+    for number in range(4):
+        running.clock.advance(1)
+        await running.stub.Update(
+            rename(file.id, f"n{number}"), metadata=(("x-request-id", f"u{number}"),)
+        )
+    base = f"http://127.0.0.1:{running.server.http_port}/files/v1/files"
+    history = f"{base}/{file.id}/audit"
+    pages: list[list[dict[str, object]]] = []
+    async with aiohttp.ClientSession() as http:
+        token = ""
+        while True:
+            async with http.get(history, params={"pageSize": "2", "pageToken": token}) as answer:
+                assert answer.status == 200
+                body = await answer.json()
+            pages.append(body["records"])
+            token = body["nextPageToken"]
+            if not token:
+                break
+            running.clock.advance(1)  # a record written between pages shifts nothing
+            await running.stub.Update(rename(file.id, f"later{len(pages)}"))
+        assert [len(page) for page in pages] == [2, 2, 1]
+        walked = [record for page in pages for record in page]
+        assert [r["action"] for r in walked] == ["update"] * 4 + ["create"]
+        assert [r["requestId"] for r in walked[:4]] == ["u3", "u2", "u1", "u0"]
+        assert all(r["paths"] == ["name"] and r["fileId"] == file.id for r in walked[:4])
+        async with http.get(history, params={"page_size": "1"}) as answer:
+            [newest] = (await answer.json())["records"]
+        assert newest["paths"] == ["name"] and newest["time"].endswith("Z")
+
+        async with http.get(history, params={"pageSize": "1"}) as answer:
+            token = (await answer.json())["nextPageToken"]
+        for url, params, status, field in (
+            (f"{base}/{other.id}/audit", {"pageToken": token}, 400, "page_token"),
+            (history, {"pageToken": "garbage"}, 400, "page_token"),
+            (history, {"pageSize": "-1"}, 400, "page_size"),
+            (history, {"pageSize": "ten"}, 400, "page_size"),
+            (f"{base}/nosuchfile0000000000/audit", {}, 404, None),
+        ):
+            async with http.get(url, params=params) as answer:
+                assert answer.status == status, (url, params)
+                error = await answer.json()
+            if field is not None:
+                [violation] = error["details"][0]["fieldViolations"]
+                assert violation["field"] == field
+        async with http.post(history) as answer:
+            assert (answer.status, answer.headers["Allow"]) == (405, "GET,HEAD")
+        async with http.delete(f"{base}/{file.id}") as answer:
+            assert answer.status == 200
+        async with http.get(history) as answer:
+            assert answer.status == 404  # the records outlive the file, but not its visibility

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
 
 from files_api.auth import ANONYMOUS, Caller
-from files_api.domain.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_BYTES, MAX_PAGE_SIZE
+from files_api.domain.limits import (
+    DEFAULT_HISTORY_PAGE_SIZE,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_BYTES,
+    MAX_PAGE_SIZE,
+)
 from files_api.domain.naming import IGNORE, naming_for
 from files_api.domain.records import (
     check_if_match,
@@ -24,10 +29,21 @@ from files_api.mime import detect_mime
 from files_api.store.wire import list_page_bytes, to_proto
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
     from files_api.domain.core import Core
-    from files_api.store import Content, FileRecord
+    from files_api.store import AuditEvent, Content, FileRecord
+
+
+class History(NamedTuple):
+    """A page of a file's audit records; `next_page_token` is empty once a page comes back
+    short, and `folder_id` is the file's folder (for the edge's logs and spans)."""
+
+    records: Sequence[AuditEvent]
+    next_page_token: str
+    folder_id: str
 
 
 class Files:
@@ -135,6 +151,21 @@ class Files:
         # carries a token past its last file; only an empty page ends the walk.
         token = links.page_token(folder_id, page[-1][0]) if page else ""
         return list_page_bytes((wire for _, wire in page), token)
+
+    async def history(
+        self, file_id: str, caller: Caller = ANONYMOUS, page_size: int = 0, page_token: str = ""
+    ) -> History:
+        """A page of a live file's audit records, newest first. Whoever may see the file may
+        read its history."""
+        record = await self.core.find(file_id, caller)
+        if page_size < 0:
+            raise InvalidArgument.field("page_size", "must not be negative")
+        limit = min(page_size or DEFAULT_HISTORY_PAGE_SIZE, MAX_PAGE_SIZE)
+        links = self.core.links
+        before = links.open_audit_token(page_token, record.id) if page_token else None
+        page = await self.core.store.audit_page(record.id, limit, before)
+        token = links.audit_token(record.id, page[-1][0]) if len(page) == limit else ""
+        return History([event for _, event in page], token, record.folder_id)
 
     async def get_url(
         self,

@@ -25,6 +25,9 @@ MAX_PAGE_SIZE = 1000
 # message over 4 MiB, and a thousand Files with long names, descriptions and labels pass that.
 MAX_PAGE_BYTES = 3 * 1024 * 1024
 
+# The audit history extension (`GET /files/v1/files/{file_id}/audit`); at most MAX_PAGE_SIZE.
+DEFAULT_HISTORY_PAGE_SIZE = 50
+
 # Download links
 DEFAULT_URL_TTL_SECONDS = 3600  # GetUrl's links (--url-ttl-seconds)
 MAX_URL_TTL_SECONDS = 115_200  # PDS's ceiling for expire_sec

@@ -79,6 +79,21 @@ class Links:
             raise InvalidArgument.field("page_token", "was issued for another folder")
         return created_at_ns, file_id
 
+    # --- the audit history extension --------------------------------------------------------
+
+    def audit_token(self, file_id: str, last: int) -> str:
+        """A token past `last`, the place in the log of the page's last (oldest) record."""
+        return _seal_json(self._signer, Purpose.AUDIT_TOKEN, [file_id, last])
+
+    def open_audit_token(self, token: str, file_id: str) -> int:
+        payload = self._signer.open(Purpose.AUDIT_TOKEN, token)
+        fields = None if payload is None else _json(payload, str, int)
+        if fields is None:
+            raise InvalidArgument.field("page_token", "is not a token this server issued")
+        if fields[0] != file_id:
+            raise InvalidArgument.field("page_token", "was issued for another file")
+        return int(fields[1])
+
     # --- the PDS face's listing ------------------------------------------------------------
 
     def marker(self, folder_id: str, order: Order, last: FileRecord) -> str:

@@ -8,9 +8,10 @@ import hashlib
 import re
 import secrets
 import string
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from files_api_stubs.yandex.cloud.ai.common import common_pb2
+from google.protobuf import timestamp_pb2
 
 from files_api.domain.limits import (
     ACTIVITY_SLACK_NS,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
 
     from files_api.auth import Caller
+    from files_api.store import AuditEvent
 
 Policy = common_pb2.ExpirationConfig.ExpirationPolicy
 _POLICIES = frozenset(Policy.values()) - {Policy.EXPIRATION_POLICY_UNSPECIFIED}
@@ -309,6 +311,26 @@ def etag(file: file_pb2.File) -> str:
         if had_expiry:
             file.expires_at.seconds, file.expires_at.nanos = seconds, nanos
     return f'"{digest[:32]}"'
+
+
+def json_time(ns: int) -> str:
+    """RFC 3339 in UTC with as many fraction digits as the nanoseconds need, as protobuf's JSON
+    spells a Timestamp."""
+    seconds, nanos = divmod(ns, 10**9)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos).ToJsonString()
+
+
+def audit_json(event: AuditEvent) -> dict[str, Any]:
+    """An audit record as the history extension answers it and an archive's audit.jsonl holds
+    it (its `fileId` with it)."""
+    return {
+        "fileId": event.file_id,
+        "time": json_time(event.time_ns),
+        "subject": event.subject,
+        "action": event.action,
+        "paths": list(event.paths),
+        "requestId": event.request_id,
+    }
 
 
 def check_if_match(record: FileRecord, if_match: str | None) -> None:

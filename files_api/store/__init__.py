@@ -328,6 +328,12 @@ class FileStore(Protocol):
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         """Every stored event of the file, oldest first."""
 
+    async def audit_page(
+        self, file_id: str, limit: int, before: int | None
+    ) -> list[tuple[int, AuditEvent]]:
+        """Up to `limit` events of the file, newest first, each with its place in the log (a
+        number that only grows); `before` starts the page past an earlier page's last place."""
+
     async def list(
         self,
         folder_id: str,

@@ -72,6 +72,13 @@ class MemoryStore:
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         return list(self._audit.get(file_id, ()))
 
+    async def audit_page(
+        self, file_id: str, limit: int, before: int | None
+    ) -> list[tuple[int, AuditEvent]]:
+        events = self._audit.get(file_id, [])
+        end = len(events) if before is None else min(before - 1, len(events))
+        return [(place + 1, events[place]) for place in range(end - 1, max(end - limit, 0) - 1, -1)]
+
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         record = self._records.get(file_id)
         return record if record is not None and record.expires_at_ns > now_ns else None

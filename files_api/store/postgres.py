@@ -85,6 +85,7 @@ from files_api.store import (
 from files_api.store.rows import (
     COLUMNS,
     DESCRIPTION,
+    END_OF_LOG,
     FIELDS,
     STORED_COLUMNS,
     audit_row,
@@ -645,6 +646,19 @@ class PostgresStore:
                 file_id,
             )
         return [_audit_event(r) for r in rows]
+
+    async def audit_page(
+        self, file_id: str, limit: int, before: int | None
+    ) -> list[tuple[int, AuditEvent]]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT file_id, time_ns, subject, action, paths, request_id, seq FROM audit"
+                " WHERE file_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                file_id,
+                END_OF_LOG if before is None else before,
+                limit,
+            )
+        return [(r[6], _audit_event(r)) for r in rows]
 
     async def get(self, file_id: str, now_ns: int) -> FileRecord | None:
         async with self._connection() as conn:

@@ -46,6 +46,9 @@ def record_row(record: FileRecord) -> list[object]:
 STORED_COLUMNS = f"{COLUMNS}, wire"
 """What a `files` row is written with: the record's columns, then its File's bytes."""
 
+END_OF_LOG = 2**63 - 1
+"""Past every audit record's `seq` (a signed 64-bit integer on both SQL backends)."""
+
 
 def stored_row(record: FileRecord) -> list[object]:
     """The values of STORED_COLUMNS: `record_row`, then the File's bytes."""

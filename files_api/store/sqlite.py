@@ -37,6 +37,7 @@ from files_api.store import (
 )
 from files_api.store.rows import (
     COLUMNS,
+    END_OF_LOG,
     FIELDS,
     STORED_COLUMNS,
     audit_row,
@@ -702,6 +703,19 @@ class SqliteStore:
                 (file_id,),
             ).fetchall()
             return [_audit_event(r) for r in rows]
+
+        return await self._read(select)
+
+    async def audit_page(
+        self, file_id: str, limit: int, before: int | None
+    ) -> list[tuple[int, AuditEvent]]:
+        def select(conn: sqlite3.Connection) -> list[tuple[int, AuditEvent]]:
+            rows = conn.execute(
+                "SELECT file_id, time_ns, subject, action, paths, request_id, seq FROM audit"
+                " WHERE file_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (file_id, END_OF_LOG if before is None else before, limit),
+            ).fetchall()
+            return [(r[6], _audit_event(r)) for r in rows]
 
         return await self._read(select)
 
