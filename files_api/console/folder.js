@@ -140,6 +140,7 @@ export function folderPage(main, folderId, ctx) {
         } catch {
           cell.textContent = "—";
         }
+        cell.classList.remove("pending");
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
