@@ -25,7 +25,15 @@ from files_api_stubs.yandex.cloud.ai.common import common_pb2
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
-from playwright.sync_api import Browser, Dialog, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Dialog,
+    FilePayload,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
 from bench.seed import seed
 from files_api.auth import add_key
@@ -470,10 +478,34 @@ EDITS: list[tuple[Callable[[Page], object], list[str], tuple[Any, ...]]] = [
 ]
 
 
+def sent_masks(page: Page) -> list[str]:
+    """The updateMask of every PATCH the page sends from now on, as sent."""
+    masks: list[str] = []
+
+    def sent(request: Request) -> None:
+        body = request.post_data_json if request.method == "PATCH" else None
+        if body is not None:
+            masks.append(body["updateMask"])
+
+    page.on("request", sent)
+    return masks
+
+
+def json_mask(paths: list[str]) -> str:
+    """Mask paths as proto3 JSON writes a FieldMask: field names in lowerCamel, map keys kept."""
+    camel = [
+        p if p.startswith("labels.") else re.sub(r"_([a-z])", lambda m: m[1].upper(), p)
+        for p in paths
+    ]
+    return ",".join(camel)
+
+
 def test_each_edit_saves_exactly_the_field_changed(console: Console, page: Page) -> None:
-    """Every save's mask names what the person changed and nothing else: gRPC shows the new
-    values, and the audit record (through the REST extension and the History section) lists
-    exactly those paths."""
+    """Every save's mask names what the person changed and nothing else: the PATCH the page
+    sends, gRPC's view of the file after it, and the audit record (through the REST extension
+    and the History section) all agree. (The audit lists the paths whose values changed, so
+    only the request itself shows a mask naming more than that.)"""
+    masks = sent_masks(page)
     created = console.create(
         "edits", "start.txt", description="old", labels={"env": "dev", "team.name": "core"}
     )
@@ -484,6 +516,7 @@ def test_each_edit_saves_exactly_the_field_changed(console: Console, page: Page)
         edit(page)
         save(page)
         expect(page.get_by_role("status")).to_have_text("Saved")
+        assert masks[-1] == json_mask(paths)
         assert summary(console.get(created.id)) == after
         latest = console.history(created.id)[0]
         assert (latest["action"], latest["paths"]) == ("update", paths)
@@ -493,7 +526,8 @@ def test_each_edit_saves_exactly_the_field_changed(console: Console, page: Page)
 
 
 def test_several_changes_in_one_save_are_one_update(console: Console, page: Page) -> None:
-    created = console.create("edits", "several.txt", labels={"a": "1", "b": "2"})
+    created = console.create("edits", "several.txt", labels={"a": "1", "b": "2", "c": "3"})
+    masks = sent_masks(page)
     open_file(page, console, created.id)
     page.get_by_role("textbox", name="Name").fill("both.txt")
     remove_label(page, "a")
@@ -503,17 +537,20 @@ def test_several_changes_in_one_save_are_one_update(console: Console, page: Page
     records = console.history(created.id)
     assert [r["action"] for r in records] == ["update", "create"]
     assert records[0]["paths"] == ["name", "labels.a", "labels.b"]
-    assert summary(console.get(created.id))[:3] == ("both.txt", "", {"b": "3"})
+    assert masks == ["name,labels.a,labels.b"]  # not labels.c, which stayed as it was
+    assert summary(console.get(created.id))[:3] == ("both.txt", "", {"b": "3", "c": "3"})
 
 
 def test_a_save_with_nothing_changed_sends_nothing(console: Console, page: Page) -> None:
     created = console.create("edits", "same.txt", labels={"k": "v"})
+    masks = sent_masks(page)
     open_file(page, console, created.id)
     # Typed and typed back: the same value is no change.
     page.get_by_role("textbox", name="Name").fill("other")
     page.get_by_role("textbox", name="Name").fill("same.txt")
     save(page)
     expect(page.get_by_role("status")).to_have_text("Nothing to save: no field was changed.")
+    assert masks == []
     assert [r["action"] for r in console.history(created.id)] == ["create"]
 
 
