@@ -173,6 +173,7 @@ async def _download_methods(request: web.Request) -> web.StreamResponse:
 
 CONSOLE = "/console"
 CONSOLE_ROUTE = "/console/{path:.*}"
+CONSOLE_TEMPLATE = "/console/{path}"  # the route as metrics and logs name it (its canonical)
 # Every console answer: the app's own files only (no inline script or style, so a name that is
 # markup stays text even if a bug put it into the DOM as HTML), no sniffing, no Referer (a
 # file's page URL names the file).
@@ -248,7 +249,7 @@ def face_of(request: web.Request) -> tuple[str, str]:
         return "pds", canonical
     if canonical in (HEALTHZ, READYZ):
         return "health", canonical
-    if canonical in (CONSOLE, CONSOLE_ROUTE):
+    if canonical in (CONSOLE, CONSOLE_TEMPLATE):
         return "console", canonical
     return "rest", "unmatched" if canonical == REST_CATCH_ALL else canonical
 

@@ -34,6 +34,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from prometheus_client import REGISTRY
 
 from bench.seed import seed
 from files_api.auth import add_key
@@ -119,7 +120,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     straight into the database before the server starts (the server's way takes minutes)."""
     path = tmp_path_factory.mktemp("console") / "files.db"
     seed(path, BIG_FILES, BIG)
-    with FilesApiServer(f"sqlite:///{path}") as server:
+    # metrics_listen: the series are kept (in this process's registry); nothing listens.
+    with FilesApiServer(f"sqlite:///{path}", metrics_listen="127.0.0.1:0") as server:
         opened = Console(server)
         try:
             yield opened
@@ -278,6 +280,20 @@ def test_no_path_under_console_escapes_its_folder(console: Console, path: str) -
     assert b"root:" not in response.body
 
 
+def test_metrics_label_the_console_by_its_route_template(console: Console, page: Page) -> None:
+    page.goto(f"{console.url}/console/folders/metrics-folder")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Folder metrics-folder")
+    raw_get(console, "/console")
+    routes = {
+        sample.labels["route"]
+        for family in REGISTRY.collect()
+        if family.name == "http_server_requests"
+        for sample in family.samples
+        if sample.labels.get("face") == "console"
+    }
+    assert routes == {"/console", "/console/{path}"}
+
+
 # --- browsing ------------------------------------------------------------------------------
 
 
@@ -371,6 +387,25 @@ def test_upload_several_files_each_with_its_progress(console: Console, page: Pag
     assert set(stored) == set(sent)
     for name, content in sent.items():
         assert console.content(stored[name].id) == content
+
+
+def test_files_dropped_onto_the_table_upload(console: Console, page: Page) -> None:
+    console.create("dropped", "already-here.txt")
+    page.goto(f"{console.url}/console/folders/dropped")
+    expect(rows(page)).to_have_count(1)
+    # What a drop from the desktop delivers: a DataTransfer holding the files.
+    page.locator("section.listing").evaluate(
+        """(listing) => {
+            const data = new DataTransfer();
+            data.items.add(new File(["dropped bytes"], "dropped.txt", {type: "text/plain"}));
+            listing.dispatchEvent(new DragEvent("drop", {dataTransfer: data, cancelable: true}));
+        }"""
+    )
+    expect(page.get_by_role("status")).to_have_text("Uploaded 1 of 1 file.")
+    expect(rows(page)).to_have_count(2)
+    expect(rows(page).first.get_by_role("link")).to_have_text("dropped.txt")
+    (dropped,) = [file for file in console.files("dropped") if file.name == "dropped.txt"]
+    assert console.content(dropped.id) == b"dropped bytes"
 
 
 # --- editing -------------------------------------------------------------------------------
