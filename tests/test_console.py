@@ -14,7 +14,6 @@ import dataclasses
 import http.client
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -347,15 +346,21 @@ def test_an_empty_folder_says_so(console: Console, page: Page) -> None:
     expect(rows(page)).to_have_count(0)
 
 
+# The milliseconds since the navigation began, read in the page on the first animation frame
+# that shows 50 rows: what the person sees, without the test's own round trips to the browser.
+FIFTY_ROWS_AT = """() => document.querySelectorAll("table.files tbody tr").length === 50
+    && performance.now()"""
+
+
 def test_the_first_page_of_a_100000_file_folder_shows_within_a_second(
     console: Console, page: Page
 ) -> None:
-    started = time.monotonic()
-    page.goto(f"{console.url}/console/folders/{BIG}")
-    expect(rows(page)).to_have_count(50, timeout=5000)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0, f"the first 50 rows took {elapsed:.2f} s"
+    page.goto(f"{console.url}/console/folders/{BIG}", wait_until="commit")
+    shown = page.wait_for_function(FIFTY_ROWS_AT, polling="raf", timeout=5000).json_value()
+    assert shown < 1000, f"the first 50 rows took {shown:.0f} ms"
+    expect(rows(page)).to_have_count(50)
     expect(rows(page).first.get_by_role("link")).to_have_text("seed-0.txt")
+    expect(page.get_by_role("button", name="Next page")).to_be_enabled()
 
 
 # --- uploading -----------------------------------------------------------------------------
