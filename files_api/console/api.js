@@ -81,8 +81,7 @@ export function listFiles(folderId, pageSize, pageToken = "") {
 }
 
 export const getFile = (fileId) => call("GET", one(fileId));
-export const getUrl = (fileId) =>
-  call("GET", `${FILES}:getUrl?${new URLSearchParams({ fileId })}`);
+export const getUrl = (fileId) => call("GET", `${FILES}:getUrl?${new URLSearchParams({ fileId })}`);
 export const updateFile = (fileId, body, etag) =>
   call("PATCH", one(fileId), { body, ifMatch: etag });
 export const deleteFile = (fileId, etag) => call("DELETE", one(fileId), { ifMatch: etag });

@@ -56,7 +56,11 @@ export async function filePage(main, fileId, ctx) {
     ({ body: file, etag } = await getFile(fileId));
   } catch (error) {
     if (!ctx.stillHere()) return;
-    fill(main, h("h1", { tabindex: "-1" }, "File not shown"), h("p", { role: "alert", class: "alert" }, error.message));
+    fill(
+      main,
+      h("h1", { tabindex: "-1" }, "File not shown"),
+      h("p", { role: "alert", class: "alert" }, error.message),
+    );
     return;
   }
   if (!ctx.stillHere()) return;
@@ -80,7 +84,11 @@ export async function filePage(main, fileId, ctx) {
       "div",
       { class: "actions" },
       h("button", { type: "button", class: "danger", on: { click: () => remove() } }, "Delete"),
-      h("button", { type: "button", autofocus: true, on: { click: () => dialog.close() } }, "Cancel"),
+      h(
+        "button",
+        { type: "button", autofocus: true, on: { click: () => dialog.close() } },
+        "Cancel",
+      ),
     ),
   );
   const deleteButton = h(
@@ -106,13 +114,23 @@ export async function filePage(main, fileId, ctx) {
   let rows = [];
   const policy = field(
     "Expiration policy",
-    h("select", {}, POLICIES.map(([value, text]) => h("option", { value }, text))),
+    h(
+      "select",
+      {},
+      POLICIES.map(([value, text]) => h("option", { value }, text)),
+    ),
   );
-  const ttl = field("TTL days", h("input", { type: "number", min: "1", max: "3650", step: "1", inputmode: "numeric" }));
+  const ttl = field(
+    "TTL days",
+    h("input", { type: "number", min: "1", max: "3650", step: "1", inputmode: "numeric" }),
+  );
 
   function addRow(key = "", value = "") {
     const keyField = field("Label key", h("input", { autocomplete: "off", spellcheck: "false" }));
-    const valueField = field("Label value", h("input", { autocomplete: "off", spellcheck: "false" }));
+    const valueField = field(
+      "Label value",
+      h("input", { autocomplete: "off", spellcheck: "false" }),
+    );
     keyField.control.value = key;
     valueField.control.value = value;
     const row = { key: keyField, value: valueField };
@@ -130,7 +148,13 @@ export async function filePage(main, fileId, ctx) {
       },
       "Remove label",
     );
-    row.element = h("div", { class: "label-row" }, keyField.element, valueField.element, removeButton);
+    row.element = h(
+      "div",
+      { class: "label-row" },
+      keyField.element,
+      valueField.element,
+      removeButton,
+    );
     rows.push(row);
     labelRows.append(row.element);
     return row;
@@ -138,7 +162,16 @@ export async function filePage(main, fileId, ctx) {
 
   const form = h(
     "form",
-    { class: "edit", novalidate: true, on: { submit: (event) => { event.preventDefault(); save(); } } },
+    {
+      class: "edit",
+      novalidate: true,
+      on: {
+        submit: (event) => {
+          event.preventDefault();
+          save();
+        },
+      },
+    },
     h("h2", {}, "Edit"),
     name.element,
     description.element,
@@ -148,7 +181,11 @@ export async function filePage(main, fileId, ctx) {
       h("legend", {}, "Labels"),
       labelRows,
       labelsProblem,
-      h("button", { type: "button", class: "secondary", on: { click: () => addRow().key.control.focus() } }, "Add label"),
+      h(
+        "button",
+        { type: "button", class: "secondary", on: { click: () => addRow().key.control.focus() } },
+        "Add label",
+      ),
     ),
     h("div", { class: "pair" }, policy.element, ttl.element),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save")),
@@ -156,7 +193,11 @@ export async function filePage(main, fileId, ctx) {
 
   const historyBody = h("tbody");
   const historyNote = h("p", { class: "note" });
-  const older = h("button", { type: "button", class: "secondary", hidden: true }, "Show older records");
+  const older = h(
+    "button",
+    { type: "button", class: "secondary", hidden: true },
+    "Show older records",
+  );
   const history = h(
     "section",
     { class: "history", "aria-labelledby": "history-title" },
@@ -164,7 +205,15 @@ export async function filePage(main, fileId, ctx) {
     h(
       "table",
       { class: "records" },
-      h("thead", {}, h("tr", {}, ["Time", "Subject", "Action", "Paths"].map((c) => h("th", { scope: "col" }, c)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["Time", "Subject", "Action", "Paths"].map((c) => h("th", { scope: "col" }, c)),
+        ),
+      ),
       historyBody,
     ),
     historyNote,
@@ -174,7 +223,14 @@ export async function filePage(main, fileId, ctx) {
   function render() {
     title.textContent = file.name || file.id;
     document.title = `${file.name || file.id} · Files console`;
-    fill(crumbs, h("a", { href: `/console/folders/${encodeURIComponent(file.folderId)}` }, `Folder ${file.folderId}`));
+    fill(
+      crumbs,
+      h(
+        "a",
+        { href: `/console/folders/${encodeURIComponent(file.folderId)}` },
+        `Folder ${file.folderId}`,
+      ),
+    );
     const by = (text, who) => [when(text), who ? ` by ${who}` : ""];
     const items = [
       ["ID", file.id],
@@ -185,7 +241,10 @@ export async function filePage(main, fileId, ctx) {
       ["Updated", by(file.updatedAt, file.updatedBy)],
       ["Expires", when(file.expiresAt)],
     ];
-    fill(facts, items.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+    fill(
+      facts,
+      items.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
+    );
     const values = editable(file);
     for (const f of [name, description, policy, ttl]) f.clear();
     name.control.value = values.name;
@@ -266,8 +325,7 @@ export async function filePage(main, fileId, ctx) {
     for (const { field: path, description: why } of error.violations) {
       const label = /^labels\[(['"])(.*)\1\]$/.exec(path || "");
       const row = label && rows.find((r) => r.key.control.value === label[2]);
-      const target =
-        byPath.get(path) || (row && (why.startsWith("a value") ? row.value : row.key));
+      const target = byPath.get(path) || (row && (why.startsWith("a value") ? row.value : row.key));
       if (target) target.fail(why);
       else if (path === "labels") {
         labelsProblem.textContent = why;
@@ -282,7 +340,10 @@ export async function filePage(main, fileId, ctx) {
     status.textContent = "";
     const edited = read();
     if (edited === null) {
-      fill(problem, h("p", { role: "alert", class: "alert" }, "Not saved: check the fields marked."));
+      fill(
+        problem,
+        h("p", { role: "alert", class: "alert" }, "Not saved: check the fields marked."),
+      );
       return;
     }
     const { paths, body } = planUpdate(editable(file), edited);
@@ -300,7 +361,11 @@ export async function filePage(main, fileId, ctx) {
           h(
             "div",
             { role: "alert", class: "alert" },
-            h("p", {}, "This file was changed since the page loaded, so nothing was saved. Reload to see the file as it is now."),
+            h(
+              "p",
+              {},
+              "This file was changed since the page loaded, so nothing was saved. Reload to see the file as it is now.",
+            ),
             h("button", { type: "button", on: { click: reload } }, "Reload"),
           ),
         );
@@ -308,7 +373,13 @@ export async function filePage(main, fileId, ctx) {
         const unplaced = error.violations.length ? showViolations(error) : [error.message];
         fill(
           problem,
-          h("p", { role: "alert", class: "alert" }, unplaced.length ? `Not saved: ${unplaced.join("; ")}` : "Not saved: check the fields marked."),
+          h(
+            "p",
+            { role: "alert", class: "alert" },
+            unplaced.length
+              ? `Not saved: ${unplaced.join("; ")}`
+              : "Not saved: check the fields marked.",
+          ),
         );
       }
       return;
@@ -343,8 +414,16 @@ export async function filePage(main, fileId, ctx) {
         h(
           "div",
           { role: "alert", class: "alert" },
-          h("p", {}, error.status === 412 ? "This file was changed since the page loaded, so it was not deleted." : error.message),
-          error.status === 412 ? h("button", { type: "button", on: { click: reload } }, "Reload") : null,
+          h(
+            "p",
+            {},
+            error.status === 412
+              ? "This file was changed since the page loaded, so it was not deleted."
+              : error.message,
+          ),
+          error.status === 412
+            ? h("button", { type: "button", on: { click: reload } }, "Reload")
+            : null,
         ),
       );
       return;
@@ -391,7 +470,12 @@ export async function filePage(main, fileId, ctx) {
     title,
     status,
     problem,
-    h("section", { class: "details", "aria-label": "Details" }, facts, h("div", { class: "actions" }, download, deleteButton)),
+    h(
+      "section",
+      { class: "details", "aria-label": "Details" },
+      facts,
+      h("div", { class: "actions" }, download, deleteButton),
+    ),
     form,
     history,
     dialog,

@@ -21,7 +21,11 @@ function row(file, sizes) {
     sizeCell,
     file.mimeType || "",
     labels.length
-      ? h("ul", { class: "labels" }, labels.map(([key, value]) => h("li", {}, `${key}=${value}`)))
+      ? h(
+          "ul",
+          { class: "labels" },
+          labels.map(([key, value]) => h("li", {}, `${key}=${value}`)),
+        )
       : "",
     when(file.updatedAt),
     when(file.expiresAt),
@@ -29,7 +33,9 @@ function row(file, sizes) {
   return h(
     "tr",
     {},
-    cells.map((cell, i) => h(i ? "td" : "th", { scope: i ? null : "row", "data-label": COLUMNS[i] }, cell)),
+    cells.map((cell, i) =>
+      h(i ? "td" : "th", { scope: i ? null : "row", "data-label": COLUMNS[i] }, cell),
+    ),
   );
 }
 
@@ -43,7 +49,15 @@ export function folderPage(main, folderId, ctx) {
     "table",
     { class: "files" },
     h("caption", { class: "visually-hidden" }, `Files of folder ${folderId}, newest first`),
-    h("thead", {}, h("tr", {}, COLUMNS.map((name) => h("th", { scope: "col" }, name)))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        COLUMNS.map((name) => h("th", { scope: "col" }, name)),
+      ),
+    ),
     tbody,
   );
   const empty = h("p", { class: "empty", hidden: true }, "This folder has no files yet.");
@@ -103,7 +117,10 @@ export function folderPage(main, folderId, ctx) {
     page = index;
     tokens.length = index + 1;
     const sizes = [];
-    fill(tbody, files.map((file) => row(file, sizes)));
+    fill(
+      tbody,
+      files.map((file) => row(file, sizes)),
+    );
     fillSizes(sizes, index);
     table.hidden = !files.length;
     empty.hidden = Boolean(files.length);
@@ -154,7 +171,11 @@ export function folderPage(main, folderId, ctx) {
     status.textContent = `Uploading ${files.length} ${files.length === 1 ? "file" : "files"}…`;
     let done = 0;
     const items = files.map((file) => {
-      const bar = h("progress", { max: String(file.size || 1), value: "0", "aria-label": `Uploading ${file.name}` });
+      const bar = h("progress", {
+        max: String(file.size || 1),
+        value: "0",
+        "aria-label": `Uploading ${file.name}`,
+      });
       const note = h("span", { class: "note" }, "waiting");
       uploads.append(h("li", {}, h("span", { class: "upload-name" }, file.name), bar, note));
       return { file, bar, note };
