@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sqlite3
 import sys
 import threading
@@ -36,6 +35,7 @@ from bench.seed import seed, seed_records
 from bench.stopping import until_stopped
 from bench.workload import constant_file, constant_page
 from files_api.app import MAX_MESSAGE_BYTES
+from files_api.store.beside import write_durably
 from files_api.store.rows import COLUMNS, FIELDS, record_row
 
 _FILE = constant_file()
@@ -164,19 +164,8 @@ class DurableUploadFloorServicer(FloorServicer):
 
     def _write(self, number: int, content: bytes) -> None:
         path = self._directory / f"{number}.bin"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        directory = os.open(self._directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the new name is durable too
-        finally:
-            os.close(directory)
+        path.unlink(missing_ok=True)  # a ring from an earlier run
+        write_durably(path, content)  # what our SQLite store does with big content
         (self._directory / f"{number - UPLOAD_RING}.bin").unlink(missing_ok=True)
 
     async def Create(

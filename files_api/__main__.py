@@ -328,8 +328,12 @@ def archive_command(command: str, argv: list[str]) -> None:
             checked = " and verified" if args.verify else ""
             print(_summary(f"migrated{checked}", summary), file=sys.stderr)
         else:
-            pages = archive.backup(args.store, args.out)
-            print(f"backed up {pages} pages to {args.out}; integrity_check ok", file=sys.stderr)
+            pages, files = archive.backup(args.store, args.out)
+            print(
+                f"backed up {pages} pages and {files} content files to {args.out};"
+                " integrity_check ok",
+                file=sys.stderr,
+            )
     except (archive.ArchiveError, OSError, ValueError) as e:
         sys.exit(f"{PROG} {command}: {e}")
 

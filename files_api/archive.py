@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import tarfile
@@ -36,6 +37,7 @@ import tempfile
 import threading
 import time
 import zlib
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
@@ -45,6 +47,7 @@ from google.protobuf import json_format, timestamp_pb2
 from files_api import version
 from files_api.domain.records import audit_json, json_time
 from files_api.store import AuditEvent, FileRecord, Upload, open_store
+from files_api.store.beside import ContentFiles, Pin, content_dir
 from files_api.store.wire import to_proto
 
 if TYPE_CHECKING:
@@ -772,15 +775,19 @@ async def _verify(url: str, expected: dict[str, str], audit_records: int) -> Non
         )
 
 
-def backup(url: str, path: str) -> int:
+def backup(url: str, path: str) -> tuple[int, int]:
     """`files-api backup`: SQLite's online backup API into `path` (mode 0600: it holds the
-    secret), then `PRAGMA integrity_check` on the copy. Written beside `path` and renamed into
-    it when sound.
+    secret), then `PRAGMA integrity_check` on the copy, and the content files its rows name
+    into `path`'s own content directory (`<path>.content/`). Each is written beside its final
+    name and renamed into it when sound. Answers the copy's pages and content files.
 
     All pages in one step, that is in one read transaction: in WAL mode a running server's
     writes go on meanwhile (they only keep the WAL from being checkpointed). Copied a few pages
     at a time instead, the backup would start over after every write of another connection,
-    and under a steady writer never end."""
+    and under a steady writer never end. The store's pin (`files_api.store.beside`) is held
+    from before that transaction until the files are copied, so none its rows name is removed
+    meanwhile. Content files never change once written: on one file system they are
+    hard-linked, not copied."""
     kind = store_kind(url)
     if kind in ("postgresql",):
         raise ArchiveError(
@@ -789,11 +796,17 @@ def backup(url: str, path: str) -> int:
     if kind == "memory":
         raise ArchiveError("a memory: store has nothing on disk to back up")
     _require_source(url)
-    source_path = open_store(url).path  # type: ignore[attr-defined]
+    source_path = Path(open_store(url).path)  # type: ignore[attr-defined]
+    source_files = ContentFiles(content_dir(source_path))
+    target_dir = content_dir(Path(path))
     partial = f"{path}.partial"
+    partial_dir = target_dir.with_name(target_dir.name + ".partial")
+    shutil.rmtree(partial_dir, ignore_errors=True)
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     os.chmod(partial, 0o600)
+    pin = Pin(source_files.root)
     try:
+        pin.hold()
         source = sqlite3.connect(source_path)
         target = sqlite3.connect(partial)
         try:
@@ -801,14 +814,51 @@ def backup(url: str, path: str) -> int:
             source.backup(target)
             (pages,) = target.execute("PRAGMA page_count").fetchone()
             result = [row[0] for row in target.execute("PRAGMA integrity_check")]
+            named = _beside_rows(target)
         finally:
             target.close()
             source.close()
         if result != ["ok"]:
             raise ArchiveError(f"integrity_check of the copy failed: {'; '.join(result[:3])}")
+        _copy_content_files(source_files, ContentFiles(partial_dir), named)
         os.replace(partial, path)
+        shutil.rmtree(target_dir, ignore_errors=True)
+        os.replace(partial_dir, target_dir)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(partial)
+        shutil.rmtree(partial_dir, ignore_errors=True)
         raise
-    return int(pages)
+    finally:
+        pin.close()
+    return int(pages), len(named)
+
+
+def _beside_rows(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """The content files a SQLite store's rows name, with their sizes (none in a schema from
+    before content files)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    if "content_beside" not in columns:
+        return []
+    rows = conn.execute("SELECT content_id, size FROM files WHERE content_beside")
+    return [(content_id, size) for content_id, size in rows.fetchall()]
+
+
+def _copy_content_files(
+    source: ContentFiles, target: ContentFiles, named: list[tuple[str, int]]
+) -> None:
+    """Links each named file (or copies and fsyncs it, across file systems); checks its size."""
+    target.root.mkdir(mode=0o700)
+    for content_id, size in named:
+        origin, copy = source.path(content_id), target.path(content_id)
+        copy.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.link(origin, copy)
+        except FileNotFoundError:
+            raise ArchiveError(f"content file {origin} is missing") from None
+        except OSError:  # another file system, or links not allowed there
+            shutil.copyfile(origin, copy)
+            with open(copy, "rb+") as written:
+                os.fsync(written.fileno())
+        if copy.stat().st_size != size:
+            raise ArchiveError(f"content file {origin} is not {size} bytes")

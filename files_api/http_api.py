@@ -133,6 +133,9 @@ async def _download(request: web.Request) -> web.StreamResponse:
             first = await anext(chunks)
         except ContentGone:
             raise not_found(record.id) from None  # deleted since opened: nothing sent yet
+    if first is not None and len(first) == end - start:
+        # All of it in one piece: sent with its headers in one write, as a bare handler would.
+        return web.Response(status=status, headers=headers, body=first)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
     await _send(request, response, first, chunks)

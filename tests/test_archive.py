@@ -27,6 +27,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from files_api import archive
 from files_api.store import AuditEvent, FileRecord, Upload, open_store
+from files_api.store.beside import ContentFiles, content_dir
 from files_api.testing import FilesApiServer
 from tests.inprocess import store_for, threaded_server
 from tests.support import ROOT, run_server_command
@@ -523,9 +524,12 @@ async def _sha256s(url: str) -> dict[str, str]:
 
 
 def test_backup_while_a_writer_runs_serves_every_acknowledged_file(tmp_path: Path) -> None:
+    """Creates (some content in rows, some beside the database) and deletes go on during the
+    backup; every file acknowledged before it comes back whole from the copy, content files
+    included, and none a delete removed is missing from it."""
     source = f"sqlite:///{tmp_path}/live.db"
     copy = tmp_path / "copy.db"
-    acknowledged: list[str] = []
+    acknowledged: dict[str, str] = {}
     stop = threading.Event()
     with threaded_server(source) as server:
 
@@ -533,18 +537,22 @@ def test_backup_while_a_writer_runs_serves_every_acknowledged_file(tmp_path: Pat
             index = 0
             while not stop.is_set():
                 index += 1
-                content = os.urandom(index % 7 * 40_000 + 1)
+                content = os.urandom(index % 7 * 100_000 + 1)
                 file = server.stub.Create(
                     fs.CreateFileRequest(folder_id="b1gone", name=f"n{index}", content=content)
                 )
-                acknowledged.append(file.id)
+                acknowledged[file.id] = hashlib.sha256(content).hexdigest()
+                doomed = server.stub.Create(
+                    fs.CreateFileRequest(folder_id="b1gone", content=content)
+                )
+                server.stub.Delete(fs.DeleteFileRequest(file_id=doomed.id))
 
         writer = threading.Thread(target=write)
         writer.start()
         try:
-            while len(acknowledged) < 50 and writer.is_alive():
+            while len(acknowledged) < 30 and writer.is_alive():
                 stop.wait(0.01)
-            before = list(acknowledged)
+            before = dict(acknowledged)
             result = run_server_command("backup", "--store", source, "--out", str(copy))
             during = len(acknowledged) - len(before)
         finally:
@@ -558,6 +566,19 @@ def test_backup_while_a_writer_runs_serves_every_acknowledged_file(tmp_path: Pat
     with threaded_server(f"sqlite:///{copy}") as restored:
         for file_id, file in expected.items():
             assert restored.stub.Get(fs.GetFileRequest(file_id=file_id)) == file
+    beside = ContentFiles(content_dir(copy)).names()
+    assert beside  # the copy has content files of its own
+    assert not list(tmp_path.glob("*.partial"))
+
+    async def contents() -> dict[str, str]:
+        store = open_store(f"sqlite:///{copy}")
+        await store.open()
+        try:
+            return {i: hashlib.sha256(await store.content(i, 0) or b"").hexdigest() for i in before}
+        finally:
+            await store.close()
+
+    assert asyncio.run(contents()) == before
 
 
 def test_backup_refuses_postgresql_and_points_to_pg_dump(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
 """Kill -9 at random moments: nothing that was acknowledged is lost, and the store needs no repair.
 
-Writers (one channel each) create files and update a few shared ones with disjoint masks while
-`python -m server` is killed with SIGKILL once a random number of writes (seeded) has been
-acknowledged. After each kill the server is started again on the same store, and before the
-next round: every acknowledged Create is there with its exact bytes and fields, every path an
-acknowledged Update set holds that value (or, for the one write per path whose answer the
-kill swallowed, either value), multi-path Updates are all-or-nothing, no file appears that was
-not asked for, and the store is consistent (SQLite: `PRAGMA integrity_check`).
+Writers (one channel each) create files, update a few shared ones with disjoint masks, and
+create and delete big files, while `python -m server` is killed with SIGKILL once a random
+number of writes (seeded) has been acknowledged. After each kill the server is started again on
+the same store, and before the next round: every acknowledged Create is there with its exact
+bytes and fields, every path an acknowledged Update set holds that value (or, for the one write
+per path whose answer the kill swallowed, either value), multi-path Updates are all-or-nothing,
+no file appears that was not asked for, no acknowledged Delete is undone, and the store is
+consistent (SQLite: `PRAGMA integrity_check`, and the content files beside the database are
+exactly those its rows name, whole, and those staging rows name: none lost, none orphaned).
 
 FILES_CRASH_SEED picks other kill points; a failure names the seed it ran with.
 """
@@ -32,6 +34,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from google.protobuf import field_mask_pb2
 
+from files_api.store.beside import ContentFiles, content_dir
 from tests.support import server_process
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 SEED = int(os.environ.get("FILES_CRASH_SEED", "5"))
 ROUNDS = {"sqlite": 8, "postgres": 6}
 FOLDER = "crash"
+DOOMED = "crash-doomed"  # the deleter's files, none of which may come back
 SHARED_FILES = 3
 LABEL_WRITERS = 4  # each owns KEYS_PER_WRITER label keys on every shared file
 KEYS_PER_WRITER = 4
@@ -73,6 +77,7 @@ class Ledger:
 
     files: dict[str, Known] = dataclasses.field(default_factory=dict)
     shared: list[str] = dataclasses.field(default_factory=list)
+    deleted: set[str] = dataclasses.field(default_factory=set)  # acknowledged Deletes
     unanswered_creates: int = 0
     unanswered_updates: int = 0
     unanswered_created: int = 0  # how many of the unanswered Creates had committed
@@ -170,6 +175,19 @@ def creator(stub: Stub, ledger: Ledger, rng: random.Random, tag: str) -> None:
             update(stub, ledger, created.id, {"description": state, "labels.state": state})
 
 
+def deleter(stub: Stub, ledger: Ledger, rng: random.Random, tag: str) -> None:
+    """Creates files with content beside the database (SQLite) elsewhere and deletes them."""
+    for seq in range(100_000):
+        content = rng.randbytes(300_000 + rng.randrange(100_000))
+        request = fs.CreateFileRequest(folder_id=DOOMED, name=f"{tag}-{seq}", content=content)
+        created = stub.Create(request, timeout=CALL_TIMEOUT)
+        stub.Delete(fs.DeleteFileRequest(file_id=created.id), timeout=CALL_TIMEOUT)
+        with ledger.progress:
+            ledger.deleted.add(created.id)
+            ledger.acked_updates += 1
+            ledger.progress.notify_all()
+
+
 class Writers:
     """Every writer on a thread and channel of its own, until the server goes away."""
 
@@ -177,6 +195,7 @@ class Writers:
         *((f"w{i}", label_writer) for i in range(LABEL_WRITERS)),
         ("pair", pair_writer),
         *((f"c{i}", creator) for i in range(CREATORS)),
+        ("d", deleter),
     )
 
     def __init__(self, address: str, ledger: Ledger, rng: random.Random) -> None:
@@ -220,11 +239,11 @@ class Writers:
         assert not self.errors, self.errors
 
 
-def list_ids(stub: Stub) -> set[str]:
+def list_ids(stub: Stub, folder: str = FOLDER) -> set[str]:
     ids: set[str] = set()
     token = ""
     for _ in range(1000):
-        page = stub.List(fs.ListFilesRequest(folder_id=FOLDER, page_size=1000, page_token=token))
+        page = stub.List(fs.ListFilesRequest(folder_id=folder, page_size=1000, page_token=token))
         ids.update(f.id for f in page.files)
         token = page.next_page_token
         if not page.files:
@@ -242,6 +261,9 @@ def verify(address: str, ledger: Ledger) -> None:
         # A Create the kill cut off may have committed; nothing else may appear.
         ledger.unanswered_created = len(listed) - len(ledger.files)
         assert ledger.unanswered_created <= ledger.unanswered_creates
+        # An acknowledged Delete stays done (a file whose Delete the kill cut off may stay).
+        back = list_ids(stub, DOOMED) & ledger.deleted
+        assert not back, f"deleted files back: {sorted(back)}"
         for file_id, known in ledger.files.items():
             got = stub.Get(fs.GetFileRequest(file_id=file_id))
             want = known.created
@@ -276,9 +298,18 @@ def check_sqlite(path: Path) -> None:
             "SELECT count(*) FROM files LEFT JOIN (SELECT content_id, sum(length(data)) AS n"
             " FROM chunks GROUP BY content_id) c ON c.content_id = files.content_id"
             " LEFT JOIN contents ON contents.file_id = files.id"
-            " WHERE coalesce(c.n, length(contents.data), -1) <> files.size"
+            " WHERE NOT content_beside AND coalesce(c.n, length(contents.data), -1) <> files.size"
         ).fetchone()
         assert torn == (0,)
+        # Or in a file beside the database, whole, which only a row or a staging row names.
+        beside = dict(conn.execute("SELECT content_id, size FROM files WHERE content_beside"))
+        staged = {content_id for (content_id,) in conn.execute("SELECT content_id FROM staging")}
+    files = ContentFiles(content_dir(path))
+    on_disk = files.names()
+    assert set(beside) <= on_disk, "content files lost"
+    assert on_disk <= set(beside) | staged, "content files orphaned"
+    for content_id, size in beside.items():
+        assert files.path(content_id).stat().st_size == size, content_id
 
 
 def check_postgres(cluster: Cluster, database: str) -> None:

@@ -195,6 +195,44 @@ async def test_an_update_that_keeps_losing_its_race_gives_up_with_aborted(
     assert await store.update(record().id, NOW, lambda r: r._replace(name="ours")) is not None
 
 
+async def test_a_delete_is_checked_against_the_file_as_it_is_when_it_lands(
+    store: FileStore, store_url: str, postgres_cluster: Cluster
+) -> None:
+    """Delete reads without a lock: a write that lands between its read and its DELETE sends
+    it back to read and check again (an if-match made against the older file now fails), and
+    one that keeps losing gives up with ABORTED, deleting nothing."""
+    await store.create(record(), b"x")
+    checked: list[FileRecord] = []
+
+    def check(found: FileRecord) -> None:
+        checked.append(found)
+        if len(checked) == 1:
+            _old_release_writes(postgres_cluster, store_url, "theirs")
+        elif "theirs" in found.labels:
+            raise PreconditionFailed("stale etag")
+
+    with pytest.raises(PreconditionFailed):
+        await store.delete(record().id, NOW, check)
+    assert len(checked) == 2 and await store.get(record().id, NOW) is not None
+
+    tries = 0
+
+    def losing(found: FileRecord) -> None:
+        nonlocal tries
+        tries += 1
+        _old_release_writes(postgres_cluster, store_url, f"again{tries}")
+
+    event = AuditEvent(record().id, NOW, "s", "delete", (), "r")
+    with pytest.raises(Aborted):
+        await store.delete(record().id, NOW, losing, event)
+    assert tries == UPDATE_TRIES and await store.get(record().id, NOW) is not None
+    assert [e.action for e in await store.audit_log(record().id)] == []
+    assert await store.delete(record().id, NOW, None, event)
+    assert await store.get(record().id, NOW) is None
+    assert [e.action for e in await store.audit_log(record().id)] == ["delete"]
+    assert not await store.delete(record().id, NOW, None, event)
+
+
 async def test_a_replica_that_wrote_a_file_last_sees_another_replicas_write_since(
     replicas: tuple[FileStore, FileStore],
 ) -> None:

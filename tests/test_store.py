@@ -23,9 +23,11 @@ from files_api.store import (
     with_pool_size,
     without_password,
 )
+from files_api.store import sqlite as sqlite_module
+from files_api.store.beside import BESIDE_BYTES, ContentFiles, content_dir
 from files_api.store.postgres import CHUNK_BYTES as PG_CHUNK_BYTES
 from files_api.store.rows import FIELDS, changed_columns, pending_migrations, stored_row
-from files_api.store.sqlite import CHUNK_BYTES, STAGE_BYTES, STAGE_TTL_NS, SqliteStore
+from files_api.store.sqlite import CHUNK_BYTES, GROUP_BYTES, STAGE_TTL_NS, SqliteStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -158,10 +160,14 @@ async def staging_begun(tmp_path: Path) -> None:
         await asyncio.sleep(0.001)
 
 
-async def test_sqlite_big_content_goes_in_a_group_at_a_time(tmp_path: Path) -> None:
-    # A 128 MiB completion once held SQLite's one writer for a whole second; now content of
-    # more than a group commit is staged ahead, and small writes go in between its groups.
-    big = bytes(range(256)) * (8 * STAGE_BYTES // 256)  # eight groups
+def beside_files(tmp_path: Path) -> set[str]:
+    return ContentFiles(content_dir(tmp_path / "files.db")).names()
+
+
+async def test_sqlite_big_content_goes_beside_the_database(tmp_path: Path) -> None:
+    """Content of more than BESIDE_BYTES is a file of its own, written and fsynced off the
+    writer thread: small writes go on while 64 MiB is written, and the row only names it."""
+    big = bytes(range(256)) * (64 * 1024 * 1024 // 256)
     async with sqlite_store(tmp_path) as store:
         await store.create(record("small"), b"x")
         creating = asyncio.create_task(store.create(record("big"), big))
@@ -170,15 +176,27 @@ async def test_sqlite_big_content_goes_in_a_group_at_a_time(tmp_path: Path) -> N
         assert renamed is not None and not creating.done()
         await creating
         assert await store.content("big", NOW) == big
-        chunks = 8 * STAGE_BYTES // CHUNK_BYTES + 1  # and the small file's one
-        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(chunks,)]
-        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
-        await store.delete("big", NOW)
+        [content_id] = beside_files(tmp_path)
+        assert sqlite_rows(
+            tmp_path, "SELECT content_id, content_beside FROM files WHERE id = 'big'"
+        ) == [(content_id, 1)]
         assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]  # small's
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
+        blob = await store.open_content("big", NOW)
+        assert blob is not None
+        reading = blob.chunks(0, len(big))
+        first = await anext(reading)
+        await store.delete("big", NOW)
+        await store.update("small", NOW, lambda r: r._replace(name="again"))  # after the drop
+        assert beside_files(tmp_path) == set()
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
+        # A download that began reads on to the end: the descriptor outlives the name.
+        assert first + b"".join([piece async for piece in reading]) == big
+        assert await store.open_content("big", NOW) is None
 
 
-async def test_sqlite_staged_content_no_file_took_is_dropped(tmp_path: Path) -> None:
-    big = b"z" * (STAGE_BYTES + 1)
+async def test_sqlite_content_no_file_took_is_dropped(tmp_path: Path) -> None:
+    big = b"z" * (BESIDE_BYTES + 1)
 
     def refuse(record: FileRecord, names: Mapping[str, str]) -> FileRecord:
         raise ValueError("taken")
@@ -188,18 +206,61 @@ async def test_sqlite_staged_content_no_file_took_is_dropped(tmp_path: Path) -> 
         with pytest.raises(ValueError, match="taken"):
             await store.create(record("refused"), big, naming=taken)
         await store.create(record("other"), b"y")  # queued behind the drop
-        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]
+        assert beside_files(tmp_path) == set()
         assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
-        # What a crash leaves behind goes once it is older than STAGE_TTL_NS.
-        await store._stage("deadbeef", big, NOW)
+        # What a crash leaves behind (a staging row, its file) goes once older than STAGE_TTL_NS.
+        await store._write(
+            lambda conn: conn.execute("INSERT INTO staging VALUES ('dead', ?)", (NOW,))
+        )
+        store._beside.write("dead", big)
         await store.purge_expired(NOW + STAGE_TTL_NS - 1)
-        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(1,)]
+        assert beside_files(tmp_path) == {"dead"}
         await store.purge_expired(NOW + STAGE_TTL_NS)
-        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(1,)]
+        assert beside_files(tmp_path) == set()
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
 
 
-async def test_sqlite_a_big_completion_goes_in_groups_and_frees_its_parts(tmp_path: Path) -> None:
-    parts = [bytes([n]) * STAGE_BYTES for n in range(4)]
+async def test_sqlite_a_snapshot_pins_the_content_files_its_rows_name(tmp_path: Path) -> None:
+    """An export reading a snapshot while the server deletes files still finds every file its
+    rows name; what the pin kept goes at the next purge once the snapshot ends."""
+    big = b"p" * (BESIDE_BYTES + 1)
+    async with sqlite_store(tmp_path) as store:
+        await store.create(record("big"), big)
+        async with store.snapshot(NOW) as snapshot:
+            await store.delete("big", NOW)
+            await store.purge_expired(NOW)
+            assert [r.id async for r in snapshot.files()] == ["big"]
+            assert await snapshot.content("big") == big
+        assert len(beside_files(tmp_path)) == 1
+        await store.purge_expired(NOW)
+        assert beside_files(tmp_path) == set()
+        expiring = record("short", expires_at_ns=NOW + 1)
+        await store.create(expiring, big)
+        assert await store.purge_expired(NOW + 1) == 1
+        assert beside_files(tmp_path) == set()
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
+
+
+async def test_sqlite_reads_big_content_stored_in_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores written before content went beside the database keep theirs in chunk rows."""
+    big = bytes(range(256)) * (3 * CHUNK_BYTES // 256) + b"tail"
+    async with sqlite_store(tmp_path) as store:
+        with monkeypatch.context() as patch:
+            patch.setattr(sqlite_module, "BESIDE_BYTES", len(big))
+            await store.create(record("old"), big)
+        assert beside_files(tmp_path) == set()
+        assert await store.content("old", NOW) == big
+        blob = await store.open_content("old", NOW)
+        assert blob is not None
+        assert b"".join([piece async for piece in blob.chunks(5, len(big) - 3)]) == big[5:-3]
+        await store.delete("old", NOW)
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM chunks") == [(0,)]
+
+
+async def test_sqlite_a_big_completion_goes_beside_and_frees_its_parts(tmp_path: Path) -> None:
+    parts = [bytes([n]) * GROUP_BYTES for n in range(4)]
     async with sqlite_store(tmp_path) as store:
         await store.create(record("small"), b"x")
         await store.stage(Upload(record("up", size=0), "u1", len(parts), NOW + 10**12, "ignore"))
@@ -208,13 +269,10 @@ async def test_sqlite_a_big_completion_goes_in_groups_and_frees_its_parts(tmp_pa
         pending = await store.pending_upload("up", "u1", NOW)
         assert pending is not None
         upload, read = pending
-        done = upload.record._replace(size=4 * STAGE_BYTES, updated_at_ns=NOW)
-        finishing = asyncio.create_task(store.finish_upload(upload, done, b"".join(read)))
-        await asyncio.wait_for(staging_begun(tmp_path), timeout=10)
-        renamed = await store.update("small", NOW, lambda r: r._replace(name="renamed"))
-        assert renamed is not None and not finishing.done()
-        assert await finishing == done
+        done = upload.record._replace(size=4 * GROUP_BYTES, updated_at_ns=NOW)
+        assert await store.finish_upload(upload, done, b"".join(read)) == done
         assert await store.content("up", NOW) == b"".join(parts)
+        assert len(beside_files(tmp_path)) == 1
         for table in ("staging", "uploads", "upload_parts"):
             assert sqlite_rows(tmp_path, f"SELECT count(*) FROM {table}") == [(0,)], table
 

@@ -263,6 +263,15 @@ def _write_if_unmoved(columns: tuple[str, ...], audited: bool) -> str:
     )
 
 
+_DELETE_IF_UNMOVED = "DELETE FROM files WHERE id = $1 AND version = $2 AND expires_at_ns > $3"
+# The same, appending its audit record only if it deleted; both return a row only if it did.
+_DELETE_IF_UNMOVED_AUDITED = (
+    f"WITH gone AS ({_DELETE_IF_UNMOVED} RETURNING id)"
+    " INSERT INTO audit (file_id, time_ns, subject, action, paths, request_id)"
+    " SELECT gone.id, $4, $5, $6, $7::jsonb, $8 FROM gone RETURNING seq"
+)
+
+
 # What asyncpg raises when the database is down, restarting or unreachable: the caller gets
 # UNAVAILABLE, and the pool replaces the dead connection on the next acquire.
 _CONNECTION_LOST = (
@@ -410,6 +419,18 @@ class _Moved(Exception):
 Known = tuple[int, FileRecord]
 """A file as this replica last read or wrote it, with its version then."""
 
+
+async def _read_versioned(
+    conn: asyncpg.pool.PoolConnectionProxy, file_id: str, now_ns: int
+) -> Known | None:
+    row = await conn.fetchrow(_READ_VERSIONED, file_id, now_ns)
+    if row is None:
+        return None
+    values = list(row.values())
+    values[1 + DESCRIPTION] = bytes(values[1 + DESCRIPTION]).decode()
+    return values[0], row_record(values[1:])
+
+
 Change = tuple[
     "Callable[[FileRecord], FileRecord]", "Callable[[FileRecord, FileRecord], AuditEvent] | None"
 ]
@@ -434,14 +455,13 @@ async def _try_changes(
     record, which may be out of date.
     """
     if known is None:
-        row = await conn.fetchrow(_READ_VERSIONED, file_id, now_ns)
-        if row is None:
+        known = await _read_versioned(conn, file_id, now_ns)
+        if known is None:
             return None, None
-        values = list(row.values())
-        values[1 + DESCRIPTION] = bytes(values[1 + DESCRIPTION]).decode()
-        version, old = values[0], row_record(values[1:])
+        read = True
     else:
-        version, old = known
+        read = False
+    version, old = known
     outcomes: list[FileRecord | Exception] = []
     events: list[AuditEvent] = []
     current = old
@@ -449,7 +469,7 @@ async def _try_changes(
         try:
             new = change(current)
         except Exception as e:
-            if known is not None:
+            if not read:
                 raise _Moved from e  # refused what may be out of date: read, and ask again
             outcomes.append(e)  # writes nothing of its own
             continue
@@ -458,7 +478,7 @@ async def _try_changes(
         outcomes.append(new)
         current = new
     columns, changed = changed_columns(old, current)
-    if not columns and not events and known is None:
+    if not columns and not events and read:
         return outcomes, (version, current)  # nothing to write: the read was the change
     # One array per audit column, a value per event (the file's id comes from the UPDATE).
     rows = (_audit_args(e)[1:] for e in events)
@@ -872,16 +892,47 @@ class PostgresStore:
         check: Callable[[FileRecord], None] | None = None,
         audit: AuditEvent | None = None,
     ) -> bool:
-        async with self._writing() as conn:
-            record = await _lock_live(conn, file_id, now_ns)
-            if record is None:
-                return False
-            if check is not None:
-                check(record)
-            await conn.execute("DELETE FROM files WHERE id = $1", file_id)
-            await _insert_audit(conn, audit)
-        self._known.pop(file_id, None)
-        return True
+        """Optimistic, as Update is: the row is read without a lock (or taken from what this
+        replica knows of it), checked in Python, and deleted with its audit record in one
+        statement only if its version has not moved meanwhile; else read and checked again,
+        up to UPDATE_TRIES times, then ABORTED."""
+        known = self._known.pop(file_id, None)
+        read = known is None
+        async with self._connection() as conn:
+            for _ in range(UPDATE_TRIES):
+                if read:
+                    known = await _read_versioned(conn, file_id, now_ns)
+                    if known is None:
+                        return False
+                assert known is not None
+                version, record = known
+                if check is not None:
+                    try:
+                        check(record)
+                    except Exception:
+                        if read:
+                            raise
+                        read = True  # refused what may be out of date: read, and ask again
+                        continue
+                if audit is None:
+                    gone = await conn.fetchrow(
+                        f"{_DELETE_IF_UNMOVED} RETURNING id", file_id, version, now_ns
+                    )
+                else:
+                    gone = await conn.fetchrow(
+                        _DELETE_IF_UNMOVED_AUDITED,
+                        file_id,
+                        version,
+                        now_ns,
+                        *_audit_args(audit)[1:],
+                    )
+                if gone is not None:
+                    return True
+                read = True
+        raise Aborted(
+            f"file {file_id!r} was changed by other writers {UPDATE_TRIES} times while this"
+            " delete was being made; try again"
+        )
 
     async def list(
         self,

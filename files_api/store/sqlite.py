@@ -1,4 +1,5 @@
-"""The embedded default store: one SQLite file in WAL mode.
+"""The embedded default store: one SQLite file in WAL mode, and content of more than
+BESIDE_BYTES in files of its own beside it (`files_api.store.beside` says why and how).
 
 Writes go through one connection on one thread with group commit: whatever writes queue up
 while a commit is being made durable go together into the next `BEGIN IMMEDIATE` transaction,
@@ -17,7 +18,8 @@ import dataclasses
 import functools
 import json
 import logging
-import secrets
+import os
+import random
 import sqlite3
 import threading
 import time
@@ -35,6 +37,7 @@ from files_api.store import (
     FileRecord,
     content_hash,
 )
+from files_api.store.beside import BESIDE_BYTES, ContentFiles, Pin, content_dir
 from files_api.store.rows import (
     COLUMNS,
     END_OF_LOG,
@@ -52,6 +55,7 @@ from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
     import builtins
+    import concurrent.futures
 
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
@@ -69,10 +73,9 @@ _DATA_TABLES = ("upload_parts", "uploads", "audit", "staging", "chunks", "conten
 
 # The most content one group commit carries (one write alone may carry more).
 GROUP_BYTES = 8 * 1024 * 1024
-# Content is stored as rows of this size. Content of more than a group goes in ahead of its
-# file, a group per commit (see `_stage`): a small write waits for one group, never for 128 MiB.
+# Content in the database (BESIDE_BYTES or less; any size in stores written before content was
+# kept beside it, and in imports) is stored as rows of this size.
 CHUNK_BYTES = 1024 * 1024
-STAGE_BYTES = GROUP_BYTES
 # A download reads its content in pieces of this size, each on the loop's connection as a
 # record is read: incremental blob I/O reads 512 KiB from the page cache in about 30 us, less
 # than a hop to a reader thread and back costs. Server CPU per 1 MiB download (h2load, 16
@@ -174,6 +177,14 @@ MIGRATIONS: list[Migration] = [
         # a List page joins these. Files stored before get theirs on the way (`_backfill_wire`).
         "ALTER TABLE files ADD COLUMN wire BLOB NOT NULL DEFAULT x''",
     ),
+    (
+        # Content of more than BESIDE_BYTES in a file of its own beside the database
+        # (files_api.store.beside); a row that goes leaves a staging row to remove it by.
+        "ALTER TABLE files ADD COLUMN content_beside INTEGER NOT NULL DEFAULT 0",
+        """CREATE TRIGGER files_leave_beside AFTER DELETE ON files WHEN old.content_beside BEGIN
+            INSERT OR IGNORE INTO staging VALUES (old.content_id, 0);
+        END""",
+    ),
 ]
 
 HASH_VERSION = 3  # the schema that added content_hash: older files get theirs on the way
@@ -218,23 +229,32 @@ def _insert(
     content: Content | _Staged,
     audit: AuditEvent | None,
 ) -> None:
-    """The file row, and its content: written here, or staged before and now taken."""
+    """The file row, and its content: written here as chunks, or beside the database before
+    and now taken from staging."""
     if isinstance(content, _Staged):
-        content_id = content.content_id
+        content_id, beside = content.content_id, 1
         conn.execute("DELETE FROM staging WHERE content_id = ?", (content_id,))
     else:
-        content_id = secrets.token_hex(10)
+        content_id, beside = _new_content_id(), 0
         conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", _chunk_rows(content_id, content))
     conn.execute(
-        f"INSERT INTO files ({STORED_COLUMNS}, content_id) VALUES ({_PLACES}, ?)",
-        (*stored_row(record), content_id),
+        f"INSERT INTO files ({STORED_COLUMNS}, content_id, content_beside)"
+        f" VALUES ({_PLACES}, ?, ?)",
+        (*stored_row(record), content_id, beside),
     )
     _insert_audit(conn, audit)
 
 
+def _new_content_id() -> str:
+    """80 random bits, never used again (a read checks its rows by content id). From `random`,
+    seeded from the system's randomness and again in a forked worker: on a busy loop a read of
+    os.urandom waits for the GIL on its way back, 0.35 ms a call measured under 1 MiB Creates."""
+    return f"{random.getrandbits(80):020x}"
+
+
 @dataclasses.dataclass(frozen=True)
 class _Staged:
-    """Content already written as chunks under `content_id`, waiting for its file row."""
+    """Content already written beside the database under `content_id`, waiting for its row."""
 
     content_id: str
 
@@ -407,6 +427,31 @@ class _SqliteBlob:
             offset += size
 
 
+@dataclasses.dataclass(frozen=True)
+class _BesideBlob:
+    """A file's content kept beside the database, read PIECE_BYTES at a time on the loop (from
+    the page cache, as `_SqliteBlob` reads its pages). The file is opened at the first piece
+    and stays readable to the end if it is removed meanwhile."""
+
+    files: ContentFiles
+    record: FileRecord
+    content_id: str
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        fd = self.files.open(self.content_id)
+        if fd is None:
+            raise ContentGone(self.record.id)
+        try:
+            for offset in range(start, end, PIECE_BYTES):
+                size = min(end - offset, PIECE_BYTES)
+                data = os.pread(fd, size, offset)
+                if len(data) != size:
+                    raise ContentGone(self.record.id)
+                yield data
+        finally:
+            os.close(fd)
+
+
 def _size(content: Content | _Staged) -> int:
     """The bytes a file's own write carries: none when its content was staged ahead."""
     return 0 if isinstance(content, _Staged) else len(content)
@@ -424,12 +469,26 @@ def _drop_part(file_id: str, number: int) -> Callable[[sqlite3.Connection], None
     return drop
 
 
-def _drop_staged(content_id: str) -> Callable[[sqlite3.Connection], None]:
+def _drop_staged(
+    files: ContentFiles, pin: Pin, content_ids: Iterable[str]
+) -> Callable[[sqlite3.Connection], None]:
+    """Removes what staging rows name (no file row names it) and then the rows; a content
+    file a snapshot's pin keeps stays, with its row, for a later `purge_expired`."""
+
     def drop(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM chunks WHERE content_id = ?", (content_id,))
-        conn.execute("DELETE FROM staging WHERE content_id = ?", (content_id,))
+        for content_id in content_ids:
+            if files.remove(content_id, pin):
+                conn.execute("DELETE FROM chunks WHERE content_id = ?", (content_id,))
+                conn.execute("DELETE FROM staging WHERE content_id = ?", (content_id,))
 
     return drop
+
+
+def _staged_before(conn: sqlite3.Connection, time_ns: int) -> list[str]:
+    """The content ids of staging rows started at or before `time_ns`: a row that went leaves
+    one started at 0, a write that died halfway one older than STAGE_TTL_NS."""
+    rows = conn.execute("SELECT content_id FROM staging WHERE started_at_ns <= ?", (time_ns,))
+    return [content_id for (content_id,) in rows.fetchall()]
 
 
 _Queued = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", int]
@@ -463,6 +522,7 @@ class SqliteStore:
     """Files and their bytes in one SQLite database file."""
 
     READERS = 4
+    CONTENT_WRITERS = 8  # content files written and fsynced at once
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -476,6 +536,9 @@ class SqliteStore:
         self._queue: list[_Queued] = []  # writes waiting for the next group commit
         self._queue_lock = threading.Lock()
         self._flush_scheduled = False
+        self._beside = ContentFiles(content_dir(path))
+        self._pin: Pin | None = None
+        self._content_writers: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -497,6 +560,10 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(self.READERS, thread_name_prefix="sqlite-reader")
+        self._content_writers = ThreadPoolExecutor(
+            self.CONTENT_WRITERS, thread_name_prefix="sqlite-content"
+        )
+        self._pin = Pin(self._beside.root)
         await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
         self._loop_conn = self._connect()
 
@@ -536,9 +603,12 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._writer, read)
 
     async def close(self) -> None:
-        for pool in (self._writer, self._readers):
+        for pool in (self._content_writers, self._writer, self._readers):
             if pool is not None:
                 pool.shutdown(wait=True)
+        if self._pin is not None:
+            self._pin.close()
+            self._pin = None
         for conn in [self._write_conn, self._loop_conn, *self._read_conns]:
             if conn is not None:
                 conn.close()
@@ -659,41 +729,49 @@ class SqliteStore:
         now_ns: int,
         write: Callable[[Content | _Staged], Awaitable[R]],
     ) -> R:
-        """`write(content)` with the content as the file's own write takes it: itself when one
-        group commit carries it, else staged ahead, a group per commit. Staged content that
-        `write` did not take (it raised, was cancelled or returned None) is dropped again;
-        what a crash leaves behind, `purge_expired` drops after STAGE_TTL_NS."""
-        if len(content) <= STAGE_BYTES:
+        """`write(content)` with the content as the file's own write takes it: itself, as
+        chunk rows, when it is small; else beside the database, written ahead under a staging
+        row (see files_api.store.beside). Staged content that `write` did not take (it raised,
+        was cancelled or returned None) is dropped again; what a crash leaves behind,
+        `purge_expired` drops after STAGE_TTL_NS."""
+        if len(content) <= BESIDE_BYTES:
             return await write(content)
-        staged = _Staged(secrets.token_hex(10))
+        if self._content_writers is None:
+            raise RuntimeError("store is not open")
+        content_id = _new_content_id()
         result: R | None = None
+        writing: concurrent.futures.Future[None] | None = None
         try:
-            await self._stage(staged.content_id, content, now_ns)
-            result = await write(staged)
+            await self._write(
+                lambda conn: conn.execute("INSERT INTO staging VALUES (?, ?)", (content_id, now_ns))
+            )
+            writing = self._content_writers.submit(self._beside.write, content_id, content)
+            await asyncio.wrap_future(writing)
+            result = await write(_Staged(content_id))
             return result
         finally:
             if result is None:
-                # Queued now, not awaited: the caller may be on its way out with a cancellation,
-                # and whatever it writes next is queued behind the drop.
-                drop = self._enqueue(_drop_staged(staged.content_id))
-                drop.add_done_callback(_log_failed_drop)
+                # Queued once the file's writer is done with it (a cancelled caller does not
+                # stop a thread), not awaited: the caller may be on its way out.
+                loop = asyncio.get_running_loop()
 
-    async def _stage(self, content_id: str, content: Content, now_ns: int) -> None:
-        """Writes the content as chunks, one group commit per STAGE_BYTES, each waiting for
-        the one before: writes queued meanwhile go between them."""
-        view = memoryview(content)
-        for offset in range(0, len(view), STAGE_BYTES):
-            group = view[offset : offset + STAGE_BYTES]
+                def drop(_: object = None) -> None:
+                    self._enqueue(self._drop([content_id])).add_done_callback(_log_failed_drop)
 
-            def put(
-                conn: sqlite3.Connection, group: memoryview = group, offset: int = offset
-            ) -> None:
-                if offset == 0:
-                    conn.execute("INSERT INTO staging VALUES (?, ?)", (content_id, now_ns))
-                rows = _chunk_rows(content_id, group, offset // CHUNK_BYTES)
-                conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", rows)
+                if writing is None or writing.done():
+                    drop()
+                else:
+                    writing.add_done_callback(lambda _: loop.call_soon_threadsafe(drop))
 
-            await self._write(put, size=len(group))
+    def _drop(self, content_ids: Iterable[str]) -> Callable[[sqlite3.Connection], None]:
+        if self._pin is None:
+            raise RuntimeError("store is not open")
+        return _drop_staged(self._beside, self._pin, content_ids)
+
+    def _drop_staged_before(self, time_ns: int) -> Callable[[sqlite3.Connection], None]:
+        """Drops what staging rows started by `time_ns` name; run only in a write after the
+        one that left them has committed, so no row that names a file is rolled back to."""
+        return lambda conn: self._drop(_staged_before(conn, time_ns))(conn)
 
     async def audit_log(self, file_id: str) -> list[AuditEvent]:
         def select(conn: sqlite3.Connection) -> list[AuditEvent]:
@@ -845,17 +923,22 @@ class SqliteStore:
         check: Callable[[FileRecord], None] | None = None,
         audit: AuditEvent | None = None,
     ) -> bool:
-        def delete_live(conn: sqlite3.Connection) -> bool:
+        def delete_live(conn: sqlite3.Connection) -> tuple[bool, str | None]:
             record = _select_live(conn, file_id, now_ns)
             if record is None:
-                return False
+                return False, None
             if check is not None:
                 check(record)
-            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            beside = conn.execute(
+                "DELETE FROM files WHERE id = ? RETURNING content_id, content_beside", (file_id,)
+            ).fetchone()
             _insert_audit(conn, audit)
-            return True
+            return True, beside[0] if beside[1] else None
 
-        return await self._write(delete_live)
+        deleted, content_id = await self._write(delete_live)
+        if content_id is not None:  # the row left a staging row for it: its file goes now
+            self._enqueue(self._drop([content_id])).add_done_callback(_log_failed_drop)
+        return deleted
 
     async def list(
         self,
@@ -901,11 +984,17 @@ class SqliteStore:
             conn.execute("BEGIN")  # one snapshot for the file row and its chunks
             try:
                 row = conn.execute(
-                    "SELECT content_id FROM files WHERE id = ? AND expires_at_ns > ?",
+                    "SELECT content_id, content_beside FROM files"
+                    " WHERE id = ? AND expires_at_ns > ?",
                     (file_id, now_ns),
                 ).fetchone()
                 if row is None:
                     return None
+                if row[1]:
+                    data = self._beside.read(row[0])
+                    if data is None:
+                        raise ContentGone(file_id)
+                    return data
                 if row[0] == "":  # stored before content had chunks
                     query, key = "SELECT data FROM contents WHERE file_id = ?", file_id
                 else:
@@ -916,13 +1005,19 @@ class SqliteStore:
 
         return await self._read(select)
 
-    async def open_content(self, file_id: str, now_ns: int) -> _SqliteBlob | None:
-        def select(conn: sqlite3.Connection) -> _SqliteBlob | None:
+    async def open_content(self, file_id: str, now_ns: int) -> _SqliteBlob | _BesideBlob | None:
+        def select(conn: sqlite3.Connection) -> _SqliteBlob | _BesideBlob | None:
             row = conn.execute(
-                f"SELECT {COLUMNS}, content_id FROM files WHERE id = ? AND expires_at_ns > ?",
+                f"SELECT {COLUMNS}, content_id, content_beside FROM files"
+                " WHERE id = ? AND expires_at_ns > ?",
                 (file_id, now_ns),
             ).fetchone()
-            return None if row is None else _SqliteBlob(self, row_record(row[:-1]), row[-1])
+            if row is None:
+                return None
+            record, content_id = row_record(row[:-2]), row[-2]
+            if row[-1]:
+                return _BesideBlob(self._beside, record, content_id)
+            return _SqliteBlob(self, record, content_id)
 
         return await self._read_here(select)
 
@@ -932,6 +1027,7 @@ class SqliteStore:
                 conn.execute(f"DELETE FROM {table}")
 
         await self._write(clear)
+        await self._write(self._drop_staged_before(0))  # the rows' content files (the trigger)
 
     async def totals(self, now_ns: int) -> tuple[int, int]:
         def count(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -942,29 +1038,36 @@ class SqliteStore:
         return await self._read(count)  # on a reader thread: it walks the whole table
 
     async def purge_expired(self, now_ns: int) -> int:
+        drop_stale = self._drop_staged_before(now_ns - STAGE_TTL_NS)
+
         def purge(conn: sqlite3.Connection) -> int:
             conn.execute("DELETE FROM uploads WHERE expires_at_ns <= ?", (now_ns,))
-            stale = conn.execute(
-                "SELECT content_id FROM staging WHERE started_at_ns <= ?", (now_ns - STAGE_TTL_NS,)
-            ).fetchall()
-            for (content_id,) in stale:
-                _drop_staged(content_id)(conn)
+            drop_stale(conn)
             return conn.execute("DELETE FROM files WHERE expires_at_ns <= ?", (now_ns,)).rowcount
 
-        return await self._write(purge)
+        purged = await self._write(purge)
+        if purged:
+            await self._write(self._drop_staged_before(0))  # the rows' content files
+        return purged
 
     @contextlib.asynccontextmanager
     async def snapshot(self, now_ns: int) -> AsyncIterator[_SqliteSnapshot]:
         # A connection of its own in one read transaction: in WAL mode it sees the database as
         # of its first read, whatever the writer commits meanwhile, and holds up no writer.
         # Its reads block the caller's loop: it is for commands, not for a serving loop.
-        conn = self._connect()
+        # The pin first: a content file that the snapshot's rows name stays until it ends.
+        pin = Pin(self._beside.root)
         try:
-            conn.execute("BEGIN")
-            conn.execute("SELECT count(*) FROM meta").fetchone()  # the snapshot starts here
-            yield _SqliteSnapshot(conn, now_ns)
+            pin.hold()
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM meta").fetchone()  # the snapshot starts here
+                yield _SqliteSnapshot(conn, now_ns, self._beside)
+            finally:
+                conn.close()  # ends the read transaction
         finally:
-            conn.close()  # ends the read transaction
+            pin.close()
 
     @contextlib.asynccontextmanager
     async def load(self) -> AsyncIterator[_SqliteLoader]:
@@ -984,9 +1087,10 @@ class SqliteStore:
 
 
 class _SqliteSnapshot:
-    def __init__(self, conn: sqlite3.Connection, now_ns: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, now_ns: int, beside: ContentFiles) -> None:
         self.conn = conn
         self.now_ns = now_ns
+        self.beside = beside
 
     async def counts(self) -> Counts:
         files, size = self.conn.execute(
@@ -1018,9 +1122,14 @@ class _SqliteSnapshot:
             after = rows[-1][0]
 
     async def content(self, file_id: str) -> bytes:
-        (content_id,) = self.conn.execute(
-            "SELECT content_id FROM files WHERE id = ?", (file_id,)
+        content_id, beside = self.conn.execute(
+            "SELECT content_id, content_beside FROM files WHERE id = ?", (file_id,)
         ).fetchone()
+        if beside:
+            data = self.beside.read(content_id)
+            if data is None:  # the pin keeps it: only a hand outside the store removes one
+                raise ContentGone(file_id)
+            return data
         if content_id == "":  # stored before content had chunks
             query, key = "SELECT data FROM contents WHERE file_id = ?", file_id
         else:
@@ -1088,7 +1197,7 @@ class _SqliteLoader:
             self.conn.execute("INSERT INTO load_blobs VALUES (?, 0, x'')", (key,))
 
     async def put_file(self, record: FileRecord, blob: str) -> None:
-        content_id = secrets.token_hex(10)
+        content_id = _new_content_id()
         copied = self.conn.execute(
             "INSERT INTO chunks SELECT ?, seq, data FROM load_blobs WHERE key = ? ORDER BY seq",
             (content_id, blob),
