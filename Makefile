@@ -100,12 +100,14 @@ run: $(INSTALLED)
 	$(PY) -m files_api $(ARGS)
 
 # Debian packages the tests run for real: PostgreSQL's server binaries (each run starts a
-# throwaway cluster), h2load (the benchmark's smoke test) and Prometheus with promtool (the
-# metrics tests scrape the server with it). Installed when missing and this
+# throwaway cluster), h2load (the benchmark's smoke test), Prometheus with promtool (the
+# metrics tests scrape the server with it) and Chromium (the console's tests drive it with
+# Playwright). Installed when missing and this
 # user may (root, or sudo without a password); otherwise one line says what to install.
 DEBIAN_PACKAGES = $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
 	$(if $(shell command -v h2load),,nghttp2-client) \
-	$(if $(wildcard /usr/bin/prometheus),,prometheus)
+	$(if $(wildcard /usr/bin/prometheus),,prometheus) \
+	$(if $(wildcard /usr/bin/chromium),,chromium)
 
 debian-packages:
 	@set -e; missing="$(strip $(DEBIAN_PACKAGES))"; [ -z "$$missing" ] && exit 0; \

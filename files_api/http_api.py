@@ -1,9 +1,13 @@
-"""The whole HTTP app, on the server's loop: signed downloads, the OpenAPI document, the PDS
-face under /v2/ and REST for every other path, with each face's JSON errors."""
+"""The whole HTTP app, on the server's loop: signed downloads, the OpenAPI document, the web
+console under /console/, the PDS face under /v2/ and REST for every other path, with each
+face's JSON errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import importlib.resources
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Final
@@ -170,6 +174,73 @@ async def _download_methods(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
 
 
+CONSOLE = "/console"
+CONSOLE_ROUTE = "/console/{path:.*}"
+CONSOLE_TEMPLATE = "/console/{path}"  # the route as metrics and logs name it (its canonical)
+# Every console answer: the app's own files only (no inline script or style, so a name that is
+# markup stays text even if a bug put it into the DOM as HTML), no sniffing, no Referer (a
+# file's page URL names the file).
+CONSOLE_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_CONSOLE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleFile:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+@functools.cache
+def console_files() -> dict[str, ConsoleFile]:
+    """The console's files by name, read once from the package: a request picks one of these
+    by its exact name, so no path it sends (`..`, encoded slashes) reaches the file system."""
+    folder = importlib.resources.files("files_api") / "console"
+    files = {}
+    for item in folder.iterdir():
+        content_type = _CONSOLE_TYPES.get(item.name[item.name.rfind(".") :])
+        if content_type is not None and item.is_file():
+            body = item.read_bytes()
+            tag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+            files[item.name] = ConsoleFile(body, content_type, tag)
+    return files
+
+
+async def _console(request: web.Request) -> web.StreamResponse:
+    """A console file by name; any other path under /console/ is the app itself, which reads
+    the path (`/console/folders/{id}`, `/console/files/{id}`) so a typed or reloaded URL works.
+
+    Not versioned by name, so every answer is revalidated (no-cache) against its ETag.
+    """
+    headers = dict(CONSOLE_HEADERS)
+    if request.method not in ("GET", "HEAD"):
+        headers["Allow"] = "GET, HEAD"
+        return web.Response(status=405, headers=headers)
+    if "path" not in request.match_info:  # /console itself
+        headers["Location"] = CONSOLE + "/"
+        return web.Response(status=301, headers=headers)
+    files = console_files()
+    page = files.get(request.match_info["path"]) or files["index.html"]
+    headers["ETag"] = page.etag
+    headers["Cache-Control"] = "no-cache"
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and _matches(if_none_match, page.etag):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = page.content_type
+    return web.Response(body=page.body, headers=headers)
+
+
 def face_of(request: web.Request) -> tuple[str, str]:
     """The face a request reached and its route template (REST refines it to the
     transcoder's own template: the catch-all's would say nothing)."""
@@ -181,6 +252,8 @@ def face_of(request: web.Request) -> tuple[str, str]:
         return "pds", canonical
     if canonical in (HEALTHZ, READYZ):
         return "health", canonical
+    if canonical in (CONSOLE, CONSOLE_TEMPLATE):
+        return "console", canonical
     return "rest", "unmatched" if canonical == REST_CATCH_ALL else canonical
 
 
@@ -193,8 +266,9 @@ def make_app(
     health: Sequence[web.RouteDef] = (),
     edge: Any = None,
 ) -> web.Application:
-    """Health, downloads, the OpenAPI document, then `routes` (the PDS face under /v2/, the
-    extensions), then REST for every other path (the transcoder answers 404/405)."""
+    """Health, downloads, the OpenAPI document and the console, then `routes` (the PDS face
+    under /v2/, the extensions), then REST for every other path (the transcoder answers
+    404/405)."""
     middlewares = [json_errors, pds_errors] if edge is None else [edge, json_errors, pds_errors]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[UPLOADS_KEY] = uploads
@@ -203,6 +277,8 @@ def make_app(
     app.router.add_route("*", DOWNLOAD_ROUTE, _download_methods)
     if openapi is not None:
         app.router.add_get("/openapi.json", openapi_handler(openapi))
+    app.router.add_route("*", CONSOLE, _console)
+    app.router.add_route("*", CONSOLE_ROUTE, _console)
     app.router.add_routes(routes)
     app.router.add_route("*", REST_CATCH_ALL, rest)
     return app

@@ -99,6 +99,11 @@ def test_the_wheel_holds_only_our_two_top_level_packages(wheel: Path) -> None:
     assert "files_api_stubs/yandex/cloud/ai/files/v1/file_service_pb2.pyi" in names
     assert "files_api/py.typed" in names
     assert not [n for n in names if n.startswith(("server/", "yandex/", "tests/"))]
+    # The web console's static files, every one the checkout serves.
+    console = ROOT / "files_api" / "console"
+    assert {n for n in names if n.startswith("files_api/console/")} == {
+        f"files_api/console/{path.name}" for path in console.iterdir() if path.is_file()
+    }
 
 
 def test_beside_the_sdk_pip_check_is_clean_and_the_command_runs(wheel_then_sdk: Env) -> None:
