@@ -220,6 +220,27 @@ async def test_sqlite_content_no_file_took_is_dropped(tmp_path: Path) -> None:
         assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
 
 
+async def test_sqlite_content_a_cancelled_write_committed_stays(tmp_path: Path) -> None:
+    """A caller that gives up (a deadline, a cancelled RPC) after its file's row was queued:
+    the row commits all the same, so its content must stay, though the caller never heard."""
+    big = b"c" * (BESIDE_BYTES + 1)
+    async with sqlite_store(tmp_path) as store:
+
+        async def write(written: object) -> None:
+            def insert(conn: sqlite3.Connection) -> None:
+                sqlite_module._insert(conn, record("kept"), written, None)  # type: ignore[arg-type]
+
+            await store._write(insert)
+            raise asyncio.CancelledError  # as if the caller were cancelled right after
+
+        with pytest.raises(asyncio.CancelledError):
+            await store._written(big, NOW, write)
+        await store.create(record("after"), b"y")  # queued behind the drop
+        assert await store.content("kept", NOW) == big
+        assert len(beside_files(tmp_path)) == 1
+        assert sqlite_rows(tmp_path, "SELECT count(*) FROM staging") == [(0,)]
+
+
 async def test_sqlite_a_snapshot_pins_the_content_files_its_rows_name(tmp_path: Path) -> None:
     """An export reading a snapshot while the server deletes files still finds every file its
     rows name; what the pin kept goes at the next purge once the snapshot ends."""

@@ -477,11 +477,13 @@ def _drop_staged(
     files: ContentFiles, pin: Pin, content_ids: Iterable[str]
 ) -> Callable[[sqlite3.Connection], None]:
     """Removes what staging rows name (no file row names it) and then the rows; a content
-    file a snapshot's pin keeps stays, with its row, for a later `purge_expired`."""
+    file a snapshot's pin keeps stays, with its row, for a later `purge_expired`. Content whose
+    staging row is gone is a file's: a write whose caller gave up may have committed it."""
 
     def drop(conn: sqlite3.Connection) -> None:
         for content_id in content_ids:
-            if files.remove(content_id, pin):
+            staged = conn.execute("SELECT 1 FROM staging WHERE content_id = ?", (content_id,))
+            if staged.fetchone() is not None and files.remove(content_id, pin):
                 conn.execute("DELETE FROM chunks WHERE content_id = ?", (content_id,))
                 conn.execute("DELETE FROM staging WHERE content_id = ?", (content_id,))
 
