@@ -135,6 +135,8 @@ async def _download(request: web.Request) -> web.StreamResponse:
             raise not_found(record.id) from None  # deleted since opened: nothing sent yet
     if first is not None and len(first) == end - start:
         # All of it in one piece: sent with its headers in one write, as a bare handler would.
+        # Closed here, not left to the loop's finalizer hook, which costs a task and a wake-up.
+        await chunks.aclose()
         return web.Response(status=status, headers=headers, body=first)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start

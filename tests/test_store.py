@@ -270,7 +270,7 @@ async def test_sqlite_reads_big_content_stored_in_its_rows(
     async with sqlite_store(tmp_path) as store:
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_module, "BESIDE_BYTES", len(big))
-            await store.create(record("old"), big)
+            await store.create(record("old", size=len(big)), big)
         assert beside_files(tmp_path) == set()
         assert await store.content("old", NOW) == big
         blob = await store.open_content("old", NOW)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
     from contextlib import AbstractAsyncContextManager
 
 
@@ -98,8 +98,9 @@ class Blob(Protocol):
     """A live file's content, opened for reading a range at a time (a download's body).
 
     `record` is the file as it was when opened: `size` and `content_hash` are its content's.
-    Nothing of the content is read until `chunks` is iterated, and each chunk is read when the
-    one before has been taken: a reader holds one chunk (at most READ_BYTES), never the file.
+    Each chunk is read when the one before has been taken (content of one chunk may be read
+    with the record): a reader holds one chunk (at most READ_BYTES), never the file. A reader
+    that stops early closes `chunks` (`aclose`) rather than leave that to the loop.
     Content never changes under a file id, so chunks read at different moments belong to the
     same content; if the file is deleted meanwhile, `chunks` raises ContentGone.
     """
@@ -107,7 +108,7 @@ class Blob(Protocol):
     @property
     def record(self) -> FileRecord: ...
 
-    def chunks(self, start: int, end: int) -> AsyncIterator[Content]:
+    def chunks(self, start: int, end: int) -> AsyncGenerator[Content, None]:
         """Bytes [start, end) of the content, in order, in pieces of at most READ_BYTES."""
 
 

@@ -11,7 +11,7 @@ from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import AsyncIterator, Callable, Iterable
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 
     from files_api.store import AuditEvent, Content, Cursor, FileRecord, Naming, Order, Upload
 
@@ -285,7 +285,7 @@ class _MemoryBlob:
     record: FileRecord
     content: Content
 
-    async def chunks(self, start: int, end: int) -> AsyncIterator[Content]:
+    async def chunks(self, start: int, end: int) -> AsyncGenerator[Content, None]:
         view = memoryview(self.content)
         for offset in range(start, end, READ_BYTES):
             yield view[offset : min(offset + READ_BYTES, end)]

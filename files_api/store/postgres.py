@@ -100,7 +100,7 @@ from files_api.store.wire import file_bytes
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 
     from files_api.store import Content, Cursor, Naming, Order, Upload
     from files_api.store.rows import Migration
@@ -1056,7 +1056,7 @@ class _PostgresBlob:
         self.store = store
         self.record = record
 
-    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+    async def chunks(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
         record = self.record
         offset = start
         while offset < end:

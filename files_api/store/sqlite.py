@@ -23,7 +23,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -403,6 +403,16 @@ def _read_legacy(conn: sqlite3.Connection, blob: _SqliteBlob, offset: int, size:
     return data
 
 
+# A file and, when its content is one piece in one row, that content: a small download is
+# one statement, and the content is the row's by the statement's own snapshot.
+_OPEN_CONTENT = (
+    f"SELECT {COLUMNS}, content_id, content_beside,"
+    " CASE WHEN size <= ? AND NOT content_beside THEN"
+    " (SELECT data FROM chunks WHERE chunks.content_id = files.content_id AND seq = 0) END"
+    " FROM files WHERE id = ? AND expires_at_ns > ?"
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class _SqliteBlob:
     """A file's content by its content id (immutable: chunks are written once under a fresh
@@ -413,12 +423,17 @@ class _SqliteBlob:
     store: SqliteStore
     record: FileRecord
     content_id: str  # '' for content stored before chunks, in `contents`
+    whole: bytes | None = None  # all of it, when read with the record (_OPEN_CONTENT)
     rowids: dict[int, int] = dataclasses.field(default_factory=dict)  # by seq, as found
 
     def row_bytes(self, seq: int) -> int:
         return min(CHUNK_BYTES, self.record.size - seq * CHUNK_BYTES)
 
-    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+    async def chunks(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        if self.whole is not None:
+            if end > start:
+                yield self.whole[start:end]
+            return
         offset = start
         while offset < end:
             if self.content_id:
@@ -441,7 +456,7 @@ class _BesideBlob:
     record: FileRecord
     content_id: str
 
-    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+    async def chunks(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
         fd = self.files.open(self.content_id)
         if fd is None:
             raise ContentGone(self.record.id)
@@ -1013,17 +1028,13 @@ class SqliteStore:
 
     async def open_content(self, file_id: str, now_ns: int) -> _SqliteBlob | _BesideBlob | None:
         def select(conn: sqlite3.Connection) -> _SqliteBlob | _BesideBlob | None:
-            row = conn.execute(
-                f"SELECT {COLUMNS}, content_id, content_beside FROM files"
-                " WHERE id = ? AND expires_at_ns > ?",
-                (file_id, now_ns),
-            ).fetchone()
+            row = conn.execute(_OPEN_CONTENT, (PIECE_BYTES, file_id, now_ns)).fetchone()
             if row is None:
                 return None
-            record, content_id = row_record(row[:-2]), row[-2]
-            if row[-1]:
+            record, (content_id, beside, whole) = row_record(row[:-3]), row[-3:]
+            if beside:
                 return _BesideBlob(self._beside, record, content_id)
-            return _SqliteBlob(self, record, content_id)
+            return _SqliteBlob(self, record, content_id, None if whole is None else bytes(whole))
 
         return await self._read_here(select)
 
