@@ -1,7 +1,8 @@
 """The REST floor: a bare aiohttp app that answers `PATCH /files/v1/files/{file_id}` with one
-constant JSON File and does nothing else; and the download floor: `GET
+constant JSON File and does nothing else; the download floor: `GET
 /files/v1/files/{file_id}/content?size=N` answers the download part's N bytes
-(`bench.workload.download_content`), held in memory, with the headers ours sends.
+(`bench.workload.download_content`), held in memory, with the headers ours sends; and `GET
+/healthz` answers as ours does, the least an HTTP answer costs on this stack.
 
 It runs on the stack our HTTP listener runs on (aiohttp's AppRunner and TCPSite, no access log,
 the same asyncio loop policy), so what separates the two in a benchmark is our work: routing
@@ -35,6 +36,10 @@ async def _patch(request: web.Request) -> web.Response:
     return web.Response(body=_BODY, content_type="application/json")
 
 
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})  # as files_api.health_http answers
+
+
 _CONTENTS: web.AppKey[dict[str, bytes]] = web.AppKey("contents")
 
 
@@ -58,6 +63,7 @@ def make_app(download_sizes: list[int] | None = None) -> web.Application:
     app.router.add_patch("/files/v1/files/{file_id}", _patch)
     app[_CONTENTS] = {str(size): download_content(size) for size in download_sizes or ()}
     app.router.add_get("/files/v1/files/{file_id}/content", _download)
+    app.router.add_get("/healthz", _healthz)
     return app
 
 

@@ -14,9 +14,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bench import stall, workload
+from bench.bounds import IN_MEMORY
 from bench.measurement import compare, idle_cpu
 from bench.processes import running, start_floor, start_http_floor, start_ours
-from bench.scenarios import BY_KEY, DOWNLOAD_CONNECTIONS, DOWNLOADS, HEADLINE
+from bench.scenarios import BY_KEY, DOWNLOAD_CONNECTIONS, DOWNLOADS, EMPTY_ANSWER, HEADLINE
 from bench.seed import seed
 from bench.targets import (
     Replicas,
@@ -119,17 +120,20 @@ def run_sqlite_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
 
 def run_upload_floor(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     """Create 1 MiB: the floor against the durable-upload floor (what making each upload
-    durable costs here), then that floor against ours."""
+    durable costs here), then that floor against ours, and against ours on `memory:` (no disk
+    work at all: the most any store could reach, bench/bounds.py)."""
     floor = start_floor()
     durable = start_floor("--durable-uploads", str(tmp / "upload-floor"), name="upload floor")
     ours = start_ours(f"sqlite:///{tmp / 'upload.db'}")
-    with serving_targets([floor, durable, ours], tmp) as targets:
+    in_memory = start_ours("memory:", name=IN_MEMORY)
+    with serving_targets([floor, durable, ours, in_memory], tmp) as targets:
         set_up_ours(targets[2])
-        for target in targets[:2]:
+        for target in (*targets[:2], targets[3]):
             target.ids = dict(targets[2].ids)
         return [
             *_at_headline(targets[:2], ("create_1m",), settings),
-            *_at_headline(targets[1:], ("create_1m",), settings),
+            *_at_headline(targets[1:3], ("create_1m",), settings),
+            *_at_headline([targets[1], targets[3]], ("create_1m",), settings),
         ]
 
 
@@ -181,11 +185,13 @@ def _postgres_points(settings: Settings, work: Path, url: str) -> dict[str, Any]
         start_floor("--postgres", url, name="PostgreSQL floor"),
         start_ours(url),
         start_ours(url, name="replica 2"),
+        start_ours("memory:", name=IN_MEMORY),
     ]
     keys = ("update", "get")
     with serving_targets(processes, work) as targets:
-        floor, pg_floor, ours, replica = targets
+        floor, pg_floor, ours, replica, in_memory = targets
         set_up_ours(ours)
+        set_up_ours(in_memory)
         for other in (floor, pg_floor, replica):
             other.ids = dict(ours.ids)  # the PostgreSQL floor acts on ours' files
         # A file per connection: the same files for every side, ours and the floor's alike.
@@ -203,6 +209,8 @@ def _postgres_points(settings: Settings, work: Path, url: str) -> dict[str, Any]
             one, two = Replicas("1 replica", [ours]), Replicas("2 replicas", [ours, replica])
             replica_points = _at_headline([one, two], keys, settings)
             own_replica_points = _at_headline([own["1 replica"], own["2 replicas"]], keys, settings)
+            # Get with no database at all: what bounds Get against the PostgreSQL floor.
+            memory_points = _at_headline([floor, in_memory], ("get",), settings)
         finally:
             for side in own.values():
                 side.close()
@@ -213,6 +221,7 @@ def _postgres_points(settings: Settings, work: Path, url: str) -> dict[str, Any]
         "own_files_points": own_files_points,
         "replica_points": replica_points,
         "own_files_replica_points": own_replica_points,
+        "memory_points": memory_points,
     }
 
 
@@ -222,6 +231,7 @@ POSTGRES_TABLES = (
     "own_files_points",
     "replica_points",
     "own_files_replica_points",
+    "memory_points",
 )
 """The PostgreSQL part's tables, in the order the report shows them."""
 
@@ -259,37 +269,49 @@ def run_stall(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
 def run_downloads(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     """GETs of a signed link to a 1 MiB and a 64 KiB file (the default expiration policy, so a
     download is activity) over HTTP/1.1 at 16 connections: the bare aiohttp handler answering
-    the same bytes from memory against ours on SQLite."""
+    the same bytes from memory against ours on SQLite. Then what bounds the 64 KiB one: the
+    same against ours on `memory:`, and `/healthz` on both (bench/bounds.py)."""
     work = tmp / "downloads"
     work.mkdir()
     sizes = workload.DOWNLOAD_SIZES
     floor = start_http_floor("--downloads", ",".join(str(size) for size in sizes.values()))
     ours = start_ours(f"sqlite:///{work / 'downloads.db'}")
+    in_memory = start_ours("memory:", name=IN_MEMORY)
     points = []
-    with running(floor, ours) as addresses:
-        grpc_ours = Target(ours, addresses[1], work)
+    with running(floor, ours, in_memory) as addresses:
+        floor_side = RestTarget(floor, addresses[0], work, name="floor")
+        sides = [
+            RestTarget(ours, ours.http_address, work),
+            RestTarget(in_memory, in_memory.http_address, work),
+        ]
+        grpc_sides = [Target(ours, addresses[1], work), Target(in_memory, addresses[2], work)]
         try:
-            sides = [
-                RestTarget(floor, addresses[0], work, name="floor"),
-                RestTarget(ours, ours.http_address, work),
-            ]
             for key, size in sizes.items():
-                created = grpc_ours.call(
-                    "Create",
-                    workload.create_request(
-                        workload.download_content(size), workload.CREATE_FOLDER_ID, f"{key}.bin"
-                    ),
-                )
-                url = grpc_ours.call("GetUrl", workload.get_url_request(created.id))  # type: ignore[attr-defined]
-                sides[1].ids[key] = url.url[url.url.index("/files/") :]  # type: ignore[attr-defined]
-                sides[0].ids[key] = f"/files/v1/files/floor/content?size={size}"
-            for scenario in DOWNLOADS:
-                point = compare(sides, scenario, DOWNLOAD_CONNECTIONS, 1, settings)
+                floor_side.ids[key] = f"/files/v1/files/floor/content?size={size}"
+                for side, grpc_side in zip(sides, grpc_sides, strict=True):
+                    side.ids[key] = _download_path(grpc_side, key, size)
+            measured = [
+                *((scenario, sides[0]) for scenario in DOWNLOADS),
+                (DOWNLOADS[1], sides[1]),
+                (EMPTY_ANSWER, sides[0]),
+            ]
+            for scenario, side in measured:
+                point = compare([floor_side, side], scenario, DOWNLOAD_CONNECTIONS, 1, settings)
                 points.append(point)
                 _progress(point)
         finally:
-            grpc_ours.close()
+            for grpc_side in grpc_sides:
+                grpc_side.close()
     return points
+
+
+def _download_path(target: Target, key: str, size: int) -> str:
+    """The path and query of a signed link to a new file of `size` bytes on `target`."""
+    content = workload.download_content(size)
+    request = workload.create_request(content, workload.CREATE_FOLDER_ID, f"{key}.bin")
+    created = target.call("Create", request)
+    url = target.call("GetUrl", workload.get_url_request(created.id)).url  # type: ignore[attr-defined]
+    return str(url[url.index("/files/") :])
 
 
 def _at_headline(

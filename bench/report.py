@@ -6,6 +6,7 @@ the machine (and the commit), `machine_text` the line above the tables in `repor
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import grpc
 
 from bench import h2load
+from bench.bounds import bounds, bounds_table
 from bench.parts import POSTGRES_TABLES
 from bench.processes import ROOT
 from bench.scenarios import BY_KEY
@@ -45,6 +47,12 @@ def table(points: list[dict[str, Any]]) -> str:
             f" | {p[base]['failures'] + p[other]['failures']} |"
         )
     return "\n".join(lines)
+
+
+def tables(points: list[dict[str, Any]]) -> str:
+    """A table for each run of points that compare the same two sides."""
+    runs = [list(run) for _, run in itertools.groupby(points, key=lambda p: p["sides"])]
+    return "\n\n".join(table(run) for run in runs)
 
 
 def stall_table(points: list[dict[str, Any]]) -> str:
@@ -100,19 +108,21 @@ def report_text(report: dict[str, Any]) -> str:
         parts.append(table(report["sqlite_floor"]))
     if report.get("metrics"):
         parts.append(table(report["metrics"]))
-    # Two pairs (floor and upload floor, upload floor and ours): a table each.
-    parts.extend(table([point]) for point in report.get("upload_floor") or ())
+    if report.get("upload_floor"):
+        parts.append(tables(report["upload_floor"]))
     postgres = report.get("postgres")
     if postgres:
-        tables = "\n\n".join(table(postgres[key]) for key in POSTGRES_TABLES if key in postgres)
+        pg_tables = "\n\n".join(table(postgres[k]) for k in POSTGRES_TABLES if k in postgres)
         parts.append(
             f"PostgreSQL {postgres['server_version']} ({postgres['cluster']}); all clients on one"
-            f" file, then (own files) each connection on a file of its own:\n\n{tables}"
+            f" file, then (own files) each connection on a file of its own:\n\n{pg_tables}"
         )
     if report.get("stall"):
         parts.append(stall_table(report["stall"]))
     if report.get("downloads"):
-        parts.append(table(report["downloads"]))
+        parts.append(tables(report["downloads"]))
+    if bounds_rows := bounds(report):
+        parts.append(bounds_table(bounds_rows))
     return "\n\n".join(parts)
 
 

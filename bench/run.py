@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import h2load
+from bench.bounds import bounds
 from bench.parts import (
     POSTGRES_TABLES,
     run_downloads,
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     failures = sum(p[side]["failures"] for p in points for side in p["sides"])
     report["failures"] = failures
+    report["bounds"] = bounds(report)
 
     settings.out.mkdir(parents=True, exist_ok=True)
     (settings.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -107,6 +107,15 @@ DOWNLOADS = [
     for key, title in (("download_1m", "1 MiB"), ("download_64k", "64 KiB"))
 ]
 DOWNLOAD_CONNECTIONS = 16
+EMPTY_ANSWER = Scenario(
+    "empty_answer",
+    "Empty answer: /healthz (floor: bare aiohttp)",
+    "download",
+    lambda ids: workload.get_request(""),  # none: it is REST only
+    rest=lambda ids: workload.rest_download("/healthz"),
+)
+"""What any HTTP answer costs ours beyond the floor (routing, middlewares, the connection
+guard): with the download floor, it bounds what a download can reach (bench/bounds.py)."""
 
 
 def _content(size: int) -> bytes:

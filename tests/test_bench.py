@@ -190,11 +190,21 @@ def test_uploads_are_measured_against_the_durable_upload_floor(tmp_path: Path) -
     result, report = short_run(tmp_path, "--scenarios", "none", "--no-scale", "--upload-floor")
     assert report["failures"] == 0
     points = report["upload_floor"]
-    assert [p["sides"] for p in points] == [["floor", "upload floor"], ["upload floor", "ours"]]
+    assert [p["sides"] for p in points] == [
+        ["floor", "upload floor"],
+        ["upload floor", "ours"],
+        ["upload floor", "ours, memory:"],
+    ]
     for point in points:
         assert point["scenario"] == "create_1m"
         assert all(point[side]["rounds"][0]["done"] > 0 for side in point["sides"])
     assert "| upload floor req/s | ours req/s |" in result.stdout
+    assert "| upload floor req/s | ours, memory: req/s |" in result.stdout
+    # The bound is the in-memory side's own ratio: no store makes ours faster than no store.
+    (bound,) = report["bounds"]
+    assert bound["target"].startswith("Create 1 MiB")
+    assert (bound["ratio"], bound["bound"]) == (points[1]["ratio"], points[2]["ratio"])
+    assert "| target | ours | bound from this run | measured as |" in result.stdout
 
 
 def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path) -> None:
@@ -203,15 +213,29 @@ def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path
     )
     assert report["failures"] == 0
     points = report["downloads"]
-    assert [p["scenario"] for p in points] == ["download_1m", "download_64k"]
-    for point, size in zip(points, (2**20, 2**16), strict=True):
-        assert (point["sides"], point["connections"]) == (["floor", "ours"], 16)
+    assert [(p["scenario"], p["sides"][1]) for p in points] == [
+        ("download_1m", "ours"),
+        ("download_64k", "ours"),
+        ("download_64k", "ours, memory:"),
+        ("empty_answer", "ours"),
+    ]
+    sizes = (2**20, 2**16, 2**16, len(b'{"status": "ok"}'))
+    for point, size in zip(points, sizes, strict=True):
+        assert (point["sides"][0], point["connections"]) == ("floor", 16)
         assert point["ratio"] > 0
-        for side in ("floor", "ours"):
+        for side in point["sides"]:
             (run,) = point[side]["rounds"]
-            assert run["max_frame_bytes"] == size  # the probes got the whole file
+            assert run["max_frame_bytes"] == size  # the probes got the whole answer
             assert run["messages_min"] >= 0.95 * run["done"] > 0
     assert "| Download 1 MiB (floor: bare aiohttp from memory) | 16x1 |" in result.stdout
+    assert "| floor req/s | ours, memory: req/s |" in result.stdout
+    # The bound: the floor's download time plus what any answer of ours costs beyond its own.
+    (bound,) = report["bounds"]
+    download, empty = points[1], points[3]
+    per_answer = 1 / empty["ours"]["rps_median"] - 1 / empty["floor"]["rps_median"]
+    floor_download = 1 / download["floor"]["rps_median"]
+    assert bound["ratio"] == download["ratio"]
+    assert bound["bound"] == pytest.approx(floor_download / (floor_download + per_answer))
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
@@ -253,6 +277,16 @@ def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
         "replica_points": ["1 replica", "2 replicas"],
         "own_files_replica_points": [f"1 replica{own}", f"2 replicas{own}"],
     }
+    assert [(p["scenario"], p["sides"]) for p in postgres["memory_points"]] == [
+        ("get", ["floor", "ours, memory:"])
+    ]
+    # The bound: the PostgreSQL floor's Get with our per-call cost (on memory:) for the floor's.
+    (bound,) = report["bounds"]
+    get, (memory,) = postgres["postgres_floor_points"][1], postgres["memory_points"]
+    pg_floor = 1 / get["PostgreSQL floor"]["rps_median"]
+    ours = 1 / memory["ours, memory:"]["rps_median"] - 1 / memory["floor"]["rps_median"]
+    assert bound["target"].startswith("PostgreSQL Get") and bound["ratio"] == get["ratio"]
+    assert bound["bound"] == pytest.approx(pg_floor / (pg_floor + ours))
     for part, names in sides.items():
         assert [p["scenario"] for p in postgres[part]] == ["update", "get"]
         for point in postgres[part]:
