@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,14 @@ import pytest
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 
 from bench import h2load, workload
-from bench.floor import POSTGRES_FLOOR_FILE_ID, PostgresFloorServicer, SqliteFloorServicer
+from bench.floor import (
+    POSTGRES_FLOOR_FILE_ID,
+    RECORDS,
+    PostgresFloorServicer,
+    RecordedUploadFloorServicer,
+    SqliteFloorServicer,
+    migrate,
+)
 from bench.h2load import INSTALL_HINT
 from bench.measurement import measure, split_connections
 from bench.processes import ServerProcess, running, start_floor
@@ -186,24 +194,30 @@ def test_postgres_and_the_sqlite_floor_are_part_of_the_full_run_only(
     assert settings.downloads is on
 
 
-def test_uploads_are_measured_against_the_durable_upload_floor(tmp_path: Path) -> None:
+def test_uploads_are_measured_against_the_durable_and_the_recorded_upload_floor(
+    tmp_path: Path,
+) -> None:
     result, report = short_run(tmp_path, "--scenarios", "none", "--no-scale", "--upload-floor")
     assert report["failures"] == 0
     points = report["upload_floor"]
     assert [p["sides"] for p in points] == [
-        ["floor", "upload floor"],
         ["upload floor", "ours"],
-        ["upload floor", "ours, memory:"],
+        ["upload floor", "recorded floor"],
     ]
     for point in points:
         assert point["scenario"] == "create_1m"
         assert all(point[side]["rounds"][0]["done"] > 0 for side in point["sides"])
     assert "| upload floor req/s | ours req/s |" in result.stdout
-    assert "| upload floor req/s | ours, memory: req/s |" in result.stdout
-    # The bound is the in-memory side's own ratio: no store makes ours faster than no store.
+    assert "| upload floor req/s | recorded floor req/s |" in result.stdout
+    # The bound is the recorded floor's ratio; its cost and the rest add up to ours' gap.
     (bound,) = report["bounds"]
-    assert bound["target"].startswith("Create 1 MiB")
-    assert (bound["ratio"], bound["bound"]) == (points[1]["ratio"], points[2]["ratio"])
+    ours, recorded = points
+    assert (bound["ratio"], bound["bound"]) == (ours["ratio"], recorded["ratio"])
+    gap = 1 / ours["ours"]["rps_median"] - 1 / ours["upload floor"]["rps_median"]
+    assert sum(bound["parts_us"].values()) == pytest.approx(gap * 1e6)
+    recording = bound["parts_us"]["recording it (SHA-1, a row)"]
+    floors = [1 / recorded[side]["rps_median"] for side in ("recorded floor", "upload floor")]
+    assert recording == pytest.approx((floors[0] - floors[1]) * 1e6)
     assert "| target | ours | bound | ours - floor, us per call |" in result.stdout
 
 
@@ -229,15 +243,21 @@ def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path
             assert run["messages_min"] >= 0.95 * run["done"] > 0
     assert "| Download 1 MiB (floor: bare aiohttp from memory) | 16x1 |" in result.stdout
     assert "| floor req/s | ours, memory: req/s |" in result.stdout
-    # The bound is ours with no storage work; the gap to the floor splits into its two parts.
+    # The bound is ours with no storage work; the gap to the floor splits into its parts.
     (bound,) = report["bounds"]
-    ours, memory = points[1], points[2]
+    ours, memory, empty = points[1:]
     assert (bound["ratio"], bound["bound"]) == (ours["ratio"], memory["ratio"])
     gap = 1 / ours["ours"]["rps_median"] - 1 / ours["floor"]["rps_median"]
     handling = 1 / memory["ours, memory:"]["rps_median"] - 1 / memory["floor"]["rps_median"]
+    fixed = 1 / empty["ours"]["rps_median"] - 1 / empty["floor"]["rps_median"]
     assert bound["gap_us"] == pytest.approx(gap * 1e6)
-    assert bound["handling_us"] == pytest.approx(handling * 1e6)
-    assert bound["storage_us"] == pytest.approx((gap - handling) * 1e6)
+    assert bound["parts_us"] == pytest.approx(
+        {
+            "storage": (gap - handling) * 1e6,
+            "any answer of ours": fixed * 1e6,
+            "the rest of a download": (handling - fixed) * 1e6,
+        }
+    )
     assert "| target | ours | bound | ours - floor, us per call |" in result.stdout
 
 
@@ -290,7 +310,7 @@ def test_the_postgres_part_measures_update_and_get_and_one_replica_against_two(
     handling = 1 / memory["ours, memory:"]["rps_median"] - 1 / memory["floor"]["rps_median"]
     assert bound["target"].startswith("PostgreSQL Get") and bound["ratio"] == get["ratio"]
     assert bound["bound"] == pytest.approx(pg_floor / (pg_floor + handling))
-    assert bound["handling_us"] == pytest.approx(handling * 1e6)
+    assert bound["parts_us"]["our handling of a call"] == pytest.approx(handling * 1e6)
     for part, names in sides.items():
         assert [p["scenario"] for p in postgres[part]] == ["update", "get"]
         for point in postgres[part]:
@@ -453,7 +473,7 @@ async def test_the_sqlite_floor_commits_an_update_before_it_answers(tmp_path: Pa
     server = grpc.aio.server()
     file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
-    servicer.start(asyncio.get_running_loop())
+    servicer.commits.start(asyncio.get_running_loop())
     await server.start()
     request = workload.update_request("any")
     try:
@@ -467,7 +487,32 @@ async def test_the_sqlite_floor_commits_an_update_before_it_answers(tmp_path: Pa
                 ).fetchone()
             assert count == 1
     finally:
-        servicer.stop()
+        servicer.commits.stop()
+        await server.stop(None)
+
+
+async def test_the_recorded_upload_floor_keeps_the_content_and_its_row_before_it_answers(
+    tmp_path: Path,
+) -> None:
+    await asyncio.to_thread(migrate, tmp_path / RECORDS)  # it runs a loop of its own
+    servicer = RecordedUploadFloorServicer(tmp_path)
+    server = grpc.aio.server()
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    servicer.commits.start(asyncio.get_running_loop())
+    await server.start()
+    content = workload.download_content(300_000)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = file_service_pb2_grpc.FileServiceStub(channel)
+            await stub.Create(workload.create_request(content))
+            # Another connection, as after a crash: only committed rows are there to see.
+            with contextlib.closing(sqlite3.connect(tmp_path / RECORDS)) as conn:
+                rows = conn.execute("SELECT size, content_hash FROM files").fetchall()
+            assert rows == [(len(content), hashlib.sha1(content).hexdigest().upper())]
+            assert (tmp_path / "1.bin").read_bytes() == content
+    finally:
+        servicer.commits.stop()
         await server.stop(None)
 
 
