@@ -24,6 +24,8 @@ from bench import h2load, workload
 from bench.floor import (
     POSTGRES_FLOOR_FILE_ID,
     RECORDS,
+    FloorServicer,
+    GroupCommit,
     PostgresFloorServicer,
     RecordedUploadFloorServicer,
     SqliteFloorServicer,
@@ -42,6 +44,7 @@ from files_api.store.sqlite import SqliteStore
 from tests.support import ROOT
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 
@@ -466,29 +469,40 @@ async def test_seeded_files_are_ones_the_store_reads_back(tmp_path: Path) -> Non
         await store.close()
 
 
+@contextlib.asynccontextmanager
+async def floor_stub(
+    servicer: FloorServicer, commits: GroupCommit | None = None
+) -> AsyncIterator[file_service_pb2_grpc.FileServiceAsyncStub]:
+    """A stub to `servicer` on a loopback gRPC server, with its group commit running."""
+    server = grpc.aio.server()
+    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    if commits is not None:
+        commits.start(asyncio.get_running_loop())
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield file_service_pb2_grpc.FileServiceStub(channel)
+    finally:
+        if commits is not None:
+            commits.stop()
+        await server.stop(None)
+
+
 async def test_the_sqlite_floor_commits_an_update_before_it_answers(tmp_path: Path) -> None:
     path = tmp_path / "floor.db"
     await asyncio.to_thread(seed, path, 10, "sqlite-floor")  # it runs a loop of its own
     servicer = SqliteFloorServicer(path)
-    server = grpc.aio.server()
-    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    servicer.commits.start(asyncio.get_running_loop())
-    await server.start()
     request = workload.update_request("any")
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await file_service_pb2_grpc.FileServiceStub(channel).Update(request)
-            # Another connection, as after a crash: only committed rows are there to see.
-            with contextlib.closing(sqlite3.connect(path)) as conn:
-                (count,) = conn.execute(
-                    "SELECT count(*) FROM files WHERE name = ? AND description = ?",
-                    (request.name, request.description),
-                ).fetchone()
-            assert count == 1
-    finally:
-        servicer.commits.stop()
-        await server.stop(None)
+    async with floor_stub(servicer, servicer.commits) as stub:
+        await stub.Update(request)
+        # Another connection, as after a crash: only committed rows are there to see.
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM files WHERE name = ? AND description = ?",
+                (request.name, request.description),
+            ).fetchone()
+        assert count == 1
 
 
 async def test_the_recorded_upload_floor_keeps_the_content_and_its_row_before_it_answers(
@@ -496,24 +510,14 @@ async def test_the_recorded_upload_floor_keeps_the_content_and_its_row_before_it
 ) -> None:
     await asyncio.to_thread(migrate, tmp_path / RECORDS)  # it runs a loop of its own
     servicer = RecordedUploadFloorServicer(tmp_path)
-    server = grpc.aio.server()
-    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    servicer.commits.start(asyncio.get_running_loop())
-    await server.start()
     content = workload.download_content(300_000)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = file_service_pb2_grpc.FileServiceStub(channel)
-            await stub.Create(workload.create_request(content))
-            # Another connection, as after a crash: only committed rows are there to see.
-            with contextlib.closing(sqlite3.connect(tmp_path / RECORDS)) as conn:
-                rows = conn.execute("SELECT size, content_hash FROM files").fetchall()
-            assert rows == [(len(content), hashlib.sha1(content).hexdigest().upper())]
-            assert (tmp_path / "1.bin").read_bytes() == content
-    finally:
-        servicer.commits.stop()
-        await server.stop(None)
+    async with floor_stub(servicer, servicer.commits) as stub:
+        await stub.Create(workload.create_request(content))
+        # Another connection, as after a crash: only committed rows are there to see.
+        with contextlib.closing(sqlite3.connect(tmp_path / RECORDS)) as conn:
+            rows = conn.execute("SELECT size, content_hash FROM files").fetchall()
+        assert rows == [(len(content), hashlib.sha1(content).hexdigest().upper())]
+        assert (tmp_path / "1.bin").read_bytes() == content
 
 
 async def test_the_postgres_floor_commits_an_update_before_it_answers(
@@ -521,14 +525,10 @@ async def test_the_postgres_floor_commits_an_update_before_it_answers(
 ) -> None:
     servicer = PostgresFloorServicer(postgres_database)
     await servicer.start()  # migrates our schema and makes its own file
-    server = grpc.aio.server()
-    file_service_pb2_grpc.add_FileServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     request = workload.update_request(POSTGRES_FLOOR_FILE_ID)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await file_service_pb2_grpc.FileServiceStub(channel).Update(request)
+        async with floor_stub(servicer) as stub:
+            await stub.Update(request)
         # Another connection: only committed rows are there to see.
         conn = await asyncpg.connect(postgres_database)
         try:
@@ -542,5 +542,4 @@ async def test_the_postgres_floor_commits_an_update_before_it_answers(
             await conn.close()
         assert count == 1
     finally:
-        await server.stop(None)
         await servicer.stop()
