@@ -9,9 +9,10 @@ every side) the gap between ours and the floor then splits into parts:
   adds only what any server that keeps a record of its uploads must add: the content's SHA-1,
   and a row committed once the content is durable. If it stays under the target, so does any
   server that records its files, ours included.
-- **Download 64 KiB against the download floor**: ours on `memory:`, the same server with no
-  storage work. No store makes ours faster than no store. `/healthz` on both sides says how
-  much of the rest any answer of ours costs (routing, the middlewares, the connection guard).
+- **Downloads against the download floor, and List against the floor**: ours on `memory:`, the
+  same server with no storage work. No store makes ours faster than no store. `/healthz` on
+  both HTTP sides says how much of the rest any answer of ours costs (routing, the
+  middlewares, the connection guard).
 - **PostgreSQL Get against the PostgreSQL floor**: that floor is the gRPC floor plus one
   SELECT, so ours can at best be the PostgreSQL floor plus our own handling of a call,
   measured as ours on `memory:` against the gRPC floor: `t_pg_floor / (t_pg_floor +
@@ -50,9 +51,29 @@ def _row(
     }
 
 
+def _without_storage(
+    target: str, ours: dict[str, Any], memory: dict[str, Any], fixed: float | None = None
+) -> dict[str, Any]:
+    """Bounded by ours on `memory:` against the same floor: the gap splits into storage's part
+    and our handling's (with `fixed`, that of any answer of ours, taken out of the handling)."""
+    handling = _seconds(memory, IN_MEMORY) - _seconds(memory, "floor")
+    gap = _seconds(ours, "ours") - _seconds(ours, "floor")
+    parts = {"storage": gap - handling, "our handling": handling}
+    if fixed is not None:
+        del parts["our handling"]
+        parts |= {"any answer of ours": fixed, "the rest of a download": handling - fixed}
+    return _row(target, ours, "floor", memory["ratio"], parts)
+
+
 def bounds(report: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per target this run can bound: ours' ratio, the bound, the gap's parts."""
     rows = []
+    ours = _point(report.get("results") or [], "list", "ours")
+    if ours is not None and not ours["headline"]:
+        ours = None
+    memory = _point(report.get("in_memory") or [], "list", IN_MEMORY)
+    if ours and memory:
+        rows.append(_without_storage("List first page of 100 >= 0.4 x the floor", ours, memory))
     uploads = report.get("upload_floor") or []
     ours, recorded = (_point(uploads, "create_1m", side) for side in ("ours", RECORDED_FLOOR))
     if ours and recorded:
@@ -63,25 +84,15 @@ def bounds(report: dict[str, Any]) -> list[dict[str, Any]]:
         target = "Create 1 MiB >= 0.8 x the durable-upload floor"
         rows.append(_row(target, ours, UPLOAD_FLOOR, bound, parts))
     downloads = report.get("downloads") or []
-    ours, memory, empty = (
-        _point(downloads, scenario, side)
-        for scenario, side in (
-            ("download_64k", "ours"),
-            ("download_64k", IN_MEMORY),
-            ("empty_answer", "ours"),
-        )
-    )
-    if ours and memory and empty:
-        handling = _seconds(memory, IN_MEMORY) - _seconds(memory, "floor")
-        fixed = _seconds(empty, "ours") - _seconds(empty, "floor")
-        gap = _seconds(ours, "ours") - _seconds(ours, "floor")
-        parts = {
-            "storage": gap - handling,
-            "any answer of ours": fixed,
-            "the rest of a download": handling - fixed,
-        }
-        target = "Download 64 KiB >= 0.6 x the download floor"
-        rows.append(_row(target, ours, "floor", memory["ratio"], parts))
+    empty = _point(downloads, "empty_answer", "ours")
+    for key, title, floor in (("download_1m", "1 MiB", 0.7), ("download_64k", "64 KiB", 0.6)):
+        ours, memory = (_point(downloads, key, side) for side in ("ours", IN_MEMORY))
+        if ours and memory:
+            fixed = None
+            if empty is not None:
+                fixed = _seconds(empty, "ours") - _seconds(empty, "floor")
+            target = f"Download {title} >= {floor} x the download floor"
+            rows.append(_without_storage(target, ours, memory, fixed))
     postgres = report.get("postgres") or {}
     ours = _point(postgres.get("postgres_floor_points", []), "get", "ours")
     memory = _point(postgres.get("memory_points", []), "get", IN_MEMORY)

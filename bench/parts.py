@@ -39,39 +39,51 @@ if TYPE_CHECKING:
 SEED_FOLDER_ID = "b1gbenchseedfolder"
 
 
-def run_main(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
+def run_main(settings: Settings, tmp: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The scenarios on the floor against ours; then, with List among them, List on the floor
+    against ours on `memory:` (what bounds List, bench/bounds.py)."""
     store = f"sqlite:///{tmp / 'bench.db'}"
     rest = any(BY_KEY[key].rest for key in settings.scenarios)
-    floor, ours = start_floor(), start_ours(store)
-    processes = [floor, ours, *([start_http_floor()] if rest else [])]
-    results = []
+    bound_list = "list" in settings.scenarios
+    processes = [start_floor(), start_ours(store)]
+    if bound_list:
+        processes.append(start_ours("memory:", name=IN_MEMORY))
+    if rest:
+        processes.append(start_http_floor())
+    results, in_memory_points = [], []
     with running(*processes) as addresses:
-        targets = [Target(floor, addresses[0], tmp), Target(ours, addresses[1], tmp)]
+        grpc_count = 3 if bound_list else 2
+        targets = [
+            Target(p, a, tmp) for p, a in zip(processes[:grpc_count], addresses, strict=False)
+        ]
         # REST: the bare aiohttp handler against our HTTP listener, named as the gRPC sides are.
         rest_targets = (
             [
-                RestTarget(processes[2], addresses[2], tmp, name="floor"),
-                RestTarget(ours, ours.http_address, tmp),
+                RestTarget(processes[-1], addresses[-1], tmp, name="floor"),
+                RestTarget(processes[1], processes[1].http_address, tmp),
             ]
             if rest
             else []
         )
         try:
-            set_up_ours(targets[1])
+            for target in targets[1:]:
+                set_up_ours(target)
             others: list[Target | RestTarget] = [targets[0], *rest_targets]
             for other in others:
                 other.ids = dict(targets[1].ids)
             for key in settings.scenarios:
                 scenario = BY_KEY[key]
-                sides = rest_targets if scenario.rest else targets
+                sides = rest_targets if scenario.rest else targets[:2]
                 for connections, streams in settings.points[key]:
                     point = compare(sides, scenario, connections, streams, settings)
                     results.append(point)
                     _progress(point)
+            if bound_list:
+                in_memory_points = _at_headline([targets[0], targets[2]], ("list",), settings)
         finally:
             for target in targets:
                 target.close()
-    return results
+    return results, in_memory_points
 
 
 def run_scale(settings: Settings, tmp: Path) -> dict[str, Any]:
@@ -267,8 +279,8 @@ def run_stall(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
 def run_downloads(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     """GETs of a signed link to a 1 MiB and a 64 KiB file (the default expiration policy, so a
     download is activity) over HTTP/1.1 at 16 connections: the bare aiohttp handler answering
-    the same bytes from memory against ours on SQLite. Then what bounds the 64 KiB one: the
-    same against ours on `memory:`, and `/healthz` on both (bench/bounds.py)."""
+    the same bytes from memory against ours on SQLite. Then what bounds them: the same against
+    ours on `memory:`, and `/healthz` on both (bench/bounds.py)."""
     work = tmp / "downloads"
     work.mkdir()
     sizes = workload.DOWNLOAD_SIZES
@@ -290,7 +302,7 @@ def run_downloads(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
                     side.ids[key] = _download_path(grpc_side, key, size)
             measured = [
                 *((scenario, sides[0]) for scenario in DOWNLOADS),
-                (DOWNLOADS[1], sides[1]),
+                *((scenario, sides[1]) for scenario in DOWNLOADS),
                 (EMPTY_ANSWER, sides[0]),
             ]
             for scenario, side in measured:

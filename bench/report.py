@@ -90,7 +90,8 @@ def machine_text(report: dict[str, Any]) -> str:
 def report_text(report: dict[str, Any]) -> str:
     grpc_points = [p for p in report["results"] if not BY_KEY[p["scenario"]].rest]
     rest_points = [p for p in report["results"] if BY_KEY[p["scenario"]].rest]
-    parts = [table(points) for points in (grpc_points, rest_points) if points]
+    in_memory = report.get("in_memory") or []
+    parts = [table(points) for points in (grpc_points, in_memory, rest_points) if points]
     scale = report["scale"]
     if scale:
         small, big = (f"{size:,} files" for size in scale["sizes"])

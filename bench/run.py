@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "store": "sqlite (temporary directory)",
         },
         "results": [],
+        "in_memory": [],
         "scale": None,
         "sqlite_floor": None,
         "metrics": None,
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         if settings.scenarios:
             print("floor vs ours:", file=sys.stderr)
-            report["results"] = run_main(settings, tmp)
+            report["results"], report["in_memory"] = run_main(settings, tmp)
         if settings.scale:
             print(f"scale: 1,000 vs {settings.scale_files:,} files:", file=sys.stderr)
             report["scale"] = run_scale(settings, tmp)
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     postgres = report["postgres"] or {}
     points = [
         *report["results"],
+        *report["in_memory"],
         *(report["scale"] or {}).get("points", []),
         *(report["sqlite_floor"] or []),
         *(report["metrics"] or []),

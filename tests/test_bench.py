@@ -100,6 +100,7 @@ def test_a_short_run_reports_every_side_with_no_failed_call(tmp_path: Path) -> N
             assert run["probe_failures"] == 0 and run["log_errors"] == []
             # Every call but a few in flight at the end carried a response message.
             assert run["messages_min"] >= 0.95 * run["done"]
+    assert report["in_memory"] == report["bounds"] == []  # List's bound comes with List
     # The table on stdout has a row per point.
     assert "| Update name+description | 2x4 |" in result.stdout
     assert "| Get | 2x4 |" in result.stdout
@@ -233,10 +234,11 @@ def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path
     assert [(p["scenario"], p["sides"][1]) for p in points] == [
         ("download_1m", "ours"),
         ("download_64k", "ours"),
+        ("download_1m", "ours, memory:"),
         ("download_64k", "ours, memory:"),
         ("empty_answer", "ours"),
     ]
-    sizes = (2**20, 2**16, 2**16, len(b'{"status": "ok"}'))
+    sizes = (2**20, 2**16, 2**20, 2**16, len(b'{"status": "ok"}'))
     for point, size in zip(points, sizes, strict=True):
         assert (point["sides"][0], point["connections"]) == ("floor", 16)
         assert point["ratio"] > 0
@@ -247,8 +249,9 @@ def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path
     assert "| Download 1 MiB (floor: bare aiohttp from memory) | 16x1 |" in result.stdout
     assert "| floor req/s | ours, memory: req/s |" in result.stdout
     # The bound is ours with no storage work; the gap to the floor splits into its parts.
-    (bound,) = report["bounds"]
-    ours, memory, empty = points[1:]
+    bound_1m, bound = report["bounds"]
+    assert (bound_1m["ratio"], bound_1m["bound"]) == (points[0]["ratio"], points[2]["ratio"])
+    ours, memory, empty = points[1], points[3], points[4]
     assert (bound["ratio"], bound["bound"]) == (ours["ratio"], memory["ratio"])
     gap = 1 / ours["ours"]["rps_median"] - 1 / ours["floor"]["rps_median"]
     handling = 1 / memory["ours, memory:"]["rps_median"] - 1 / memory["floor"]["rps_median"]
@@ -262,6 +265,19 @@ def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path
         }
     )
     assert "| target | ours | bound | ours - floor, us per call |" in result.stdout
+
+
+def test_list_is_bounded_by_ours_on_memory_against_the_floor(tmp_path: Path) -> None:
+    result, report = short_run(tmp_path, "--scenarios", "list", "--concurrency", "16x8")
+    assert report["failures"] == 0
+    ((ours,), (memory,)) = report["results"], report["in_memory"]
+    assert (ours["sides"], memory["sides"]) == (["floor", "ours"], ["floor", "ours, memory:"])
+    assert memory["scenario"] == "list" and memory["ours, memory:"]["rounds"][0]["done"] > 0
+    (bound,) = report["bounds"]
+    assert (bound["ratio"], bound["bound"]) == (ours["ratio"], memory["ratio"])
+    gap = 1 / ours["ours"]["rps_median"] - 1 / ours["floor"]["rps_median"]
+    assert sum(bound["parts_us"].values()) == pytest.approx(gap * 1e6)
+    assert "| floor req/s | ours, memory: req/s |" in result.stdout
 
 
 def test_the_sqlite_floor_is_measured_against_the_floor(tmp_path: Path) -> None:
