@@ -41,7 +41,8 @@ SEED_FOLDER_ID = "b1gbenchseedfolder"
 
 def run_main(settings: Settings, tmp: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The scenarios on the floor against ours; then, with List among them, List on the floor
-    against ours on `memory:` (what bounds List, bench/bounds.py)."""
+    against ours on `memory:`, whose store encodes every File it lists: what List from stored
+    File bytes (`files_api.store.wire`) saves ours on SQLite."""
     store = f"sqlite:///{tmp / 'bench.db'}"
     rest = any(BY_KEY[key].rest for key in settings.scenarios)
     bound_list = "list" in settings.scenarios

@@ -267,16 +267,15 @@ def test_the_downloads_part_gets_1_mib_and_64_kib_from_both_sides(tmp_path: Path
     assert "| target | ours | bound | ours - floor, us per call |" in result.stdout
 
 
-def test_list_is_bounded_by_ours_on_memory_against_the_floor(tmp_path: Path) -> None:
+def test_list_is_measured_on_memory_too_where_each_file_is_encoded_as_listed(
+    tmp_path: Path,
+) -> None:
     result, report = short_run(tmp_path, "--scenarios", "list", "--concurrency", "16x8")
     assert report["failures"] == 0
     ((ours,), (memory,)) = report["results"], report["in_memory"]
     assert (ours["sides"], memory["sides"]) == (["floor", "ours"], ["floor", "ours, memory:"])
     assert memory["scenario"] == "list" and memory["ours, memory:"]["rounds"][0]["done"] > 0
-    (bound,) = report["bounds"]
-    assert (bound["ratio"], bound["bound"]) == (ours["ratio"], memory["ratio"])
-    gap = 1 / ours["ours"]["rps_median"] - 1 / ours["floor"]["rps_median"]
-    assert sum(bound["parts_us"].values()) == pytest.approx(gap * 1e6)
+    assert report["bounds"] == []  # not a bound: SQLite lists stored bytes, memory encodes
     assert "| floor req/s | ours, memory: req/s |" in result.stdout
 
 
