@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import TYPE_CHECKING, NamedTuple
 
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
@@ -141,16 +143,15 @@ class Files:
         links = self.core.links
         after = links.open_page_token(request.page_token, folder_id) if request.page_token else None
         page = await self.core.store.list_wire(folder_id, self.core.clock(), limit, after)
-        size = 0
-        for kept, (_, wire) in enumerate(page):
-            size += len(wire)
-            if size > MAX_PAGE_BYTES and kept:
-                page = page[:kept]
-                break
+        wires = [wire for _, wire in page]
+        if sum(map(len, wires)) > MAX_PAGE_BYTES:  # rare: big labels on many files
+            totals = list(itertools.accumulate(map(len, wires)))
+            kept = max(1, bisect.bisect_right(totals, MAX_PAGE_BYTES))  # at least one file
+            page, wires = page[:kept], wires[:kept]
         # As the cloud does (and the SDK's files.list() needs): every page that holds files
         # carries a token past its last file; only an empty page ends the walk.
         token = links.page_token(folder_id, page[-1][0]) if page else ""
-        return list_page_bytes((wire for _, wire in page), token)
+        return list_page_bytes(wires, token)
 
     async def history(
         self, file_id: str, caller: Caller = ANONYMOUS, page_size: int = 0, page_token: str = ""

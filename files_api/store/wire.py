@@ -7,6 +7,7 @@ the same statement as the row, so that a List page is those bytes joined, not Fi
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_pb2
@@ -64,11 +65,18 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _file_prefix(size: int) -> bytes:
+    """A File field's tag and length: a page of 100 asks for 100 of them, of few lengths, and
+    the varint loop in Python took a third of the page's time."""
+    return _FILES_TAG + _varint(size)
+
+
 def list_page_bytes(files: Iterable[bytes], next_page_token: str) -> bytes:
     """A serialized ListFilesResponse from its Files' bytes, none of them parsed."""
     parts: list[bytes] = []
     for wire in files:
-        parts += (_FILES_TAG, _varint(len(wire)), wire)
+        parts += (_file_prefix(len(wire)), wire)
     if next_page_token:
         token = next_page_token.encode()
         parts += (_TOKEN_TAG, _varint(len(token)), token)
