@@ -53,7 +53,7 @@ def test_json_lines_and_one_access_line_per_call(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request) as response:
             assert json.loads(response.read())["id"] == made.id
-        lines = _access_lines(server.log, want=4)
+        lines = _access_lines(server.log, want=5)  # Create, Get, GetUrl, download, REST
 
     trailers: Any = missing.value.trailing_metadata()
     missing_id = dict(trailers)["x-request-id"]
