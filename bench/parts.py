@@ -45,15 +45,15 @@ def run_main(settings: Settings, tmp: Path) -> tuple[list[dict[str, Any]], list[
     File bytes (`files_api.store.wire`) saves ours on SQLite."""
     store = f"sqlite:///{tmp / 'bench.db'}"
     rest = any(BY_KEY[key].rest for key in settings.scenarios)
-    bound_list = "list" in settings.scenarios
+    list_in_memory = "list" in settings.scenarios
     processes = [start_floor(), start_ours(store)]
-    if bound_list:
+    if list_in_memory:
         processes.append(start_ours("memory:", name=IN_MEMORY))
     if rest:
         processes.append(start_http_floor())
     results, in_memory_points = [], []
     with running(*processes) as addresses:
-        grpc_count = 3 if bound_list else 2
+        grpc_count = 3 if list_in_memory else 2
         targets = [
             Target(p, a, tmp) for p, a in zip(processes[:grpc_count], addresses, strict=False)
         ]
@@ -79,7 +79,7 @@ def run_main(settings: Settings, tmp: Path) -> tuple[list[dict[str, Any]], list[
                     point = compare(sides, scenario, connections, streams, settings)
                     results.append(point)
                     _progress(point)
-            if bound_list:
+            if list_in_memory:
                 in_memory_points = _at_headline([targets[0], targets[2]], ("list",), settings)
         finally:
             for target in targets:
