@@ -60,9 +60,10 @@ def _without_storage(
     and our handling's (with `fixed`, that of any answer of ours, taken out of the handling)."""
     handling = _seconds(memory, IN_MEMORY) - _seconds(memory, "floor")
     gap = _seconds(ours, "ours") - _seconds(ours, "floor")
-    parts = {"storage": gap - handling, "our handling": handling}
-    if fixed is not None:
-        del parts["our handling"]
+    parts = {"storage": gap - handling}
+    if fixed is None:
+        parts["our handling"] = handling
+    else:
         parts |= {"any answer of ours": fixed, "the rest of a download": handling - fixed}
     return _row(target, ours, "floor", memory["ratio"], parts)
 

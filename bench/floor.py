@@ -33,14 +33,13 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import (
     file_service_pb2_grpc,
 )
 
-from bench.seed import seed, seed_records
+from bench.seed import INSERT_FILE, migrate, seed, seed_records
 from bench.stopping import until_stopped
 from bench.workload import constant_file, constant_page
 from files_api.app import MAX_MESSAGE_BYTES
 from files_api.store import content_hash
 from files_api.store.beside import write_durably
-from files_api.store.rows import COLUMNS, FIELDS, STORED_COLUMNS, record_row, stored_row
-from files_api.store.sqlite import SqliteStore
+from files_api.store.rows import COLUMNS, FIELDS, LIST_ENTRIES, record_row
 
 _FILE = constant_file()
 _PAGE = constant_page()
@@ -197,20 +196,6 @@ class DurableUploadFloorServicer(FloorServicer):
 RECORDS = "records.db"  # the recorded-upload floor's store, in its directory
 
 
-def migrate(path: Path) -> None:
-    """Our schema in a SQLite store at `path`, as our store makes it (outside any loop)."""
-    store = SqliteStore(path)
-
-    async def open_and_close() -> None:
-        await store.open()
-        await store.close()
-
-    asyncio.run(open_and_close())
-
-
-_INSERT = f"INSERT INTO files ({STORED_COLUMNS}) VALUES ({', '.join('?' * (len(FIELDS) + 1))})"
-
-
 class RecordedUploadFloorServicer(DurableUploadFloorServicer):
     """The durable-upload floor plus the least a server does to keep a record of each upload,
     as our SQLite store keeps it: the content's SHA-1 (on the same thread as the write), then
@@ -237,7 +222,7 @@ class RecordedUploadFloorServicer(DurableUploadFloorServicer):
         record = self._record._replace(
             id=f"{now:x}{name}", size=len(content), content_hash=digest, created_at_ns=now
         )
-        await self.commits.write(_INSERT, tuple(stored_row(record)))
+        await self.commits.write(INSERT_FILE, tuple(LIST_ENTRIES.row(record)))
         return _FILE
 
 

@@ -3,7 +3,7 @@
     python -m bench.seed --store sqlite:///PATH --files 1000000 [--folder ID]
 
 The schema comes from the store itself (`SqliteStore.open()` runs its migrations) and every row
-from `stored_row()`, as the store lays rows out, so seeded files are exactly what the server
+from `LIST_ENTRIES.row()`, as the store lays rows out, so seeded files are exactly what the server
 would have written; only the inserting differs: big batched transactions without fsync, since
 a seed needs no durability.
 Files are spread backwards in time from now, one folder holds them all (the worst case for a
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from files_api.domain.limits import DEFAULT_POLICY, DEFAULT_TTL_DAYS, NS_PER_DAY
 from files_api.store import FileRecord
-from files_api.store.rows import FIELDS, STORED_COLUMNS, stored_row
+from files_api.store.rows import FIELDS, LIST_ENTRIES
 from files_api.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -76,27 +76,38 @@ def seed_records(count: int, folder_id: str, now_ns: int) -> Iterator[FileRecord
         )
 
 
-def seed(path: Path, count: int, folder_id: str) -> float:
-    """Adds `count` files in `folder_id` to the store at `path`; returns the seconds it took."""
-    started = time.monotonic()
+INSERT_FILE = (
+    f"INSERT INTO files ({LIST_ENTRIES.columns}) VALUES ({', '.join('?' * (len(FIELDS) + 1))})"
+)
+"""A file row as our SQLite store writes it, from `LIST_ENTRIES.row`."""
+
+
+def migrate(path: Path) -> None:
+    """Our schema in a SQLite store at `path`, as our store makes it (outside any loop)."""
     store = SqliteStore(path)
 
-    async def migrate() -> None:
+    async def open_and_close() -> None:
         await store.open()
         await store.close()
 
-    asyncio.run(migrate())
-    placeholders = ", ".join("?" * (len(FIELDS) + 1))
-    insert_file = f"INSERT INTO files ({STORED_COLUMNS}) VALUES ({placeholders})"
+    asyncio.run(open_and_close())
+
+
+def seed(path: Path, count: int, folder_id: str) -> float:
+    """Adds `count` files in `folder_id` to the store at `path`; returns the seconds it took."""
+    started = time.monotonic()
+    migrate(path)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the indexes stay in memory
         records = seed_records(count, folder_id, time.time_ns())
-        while batch := [tuple(stored_row(r)) for _, r in zip(range(BATCH), records, strict=False)]:
+        while batch := [
+            tuple(LIST_ENTRIES.row(r)) for _, r in zip(range(BATCH), records, strict=False)
+        ]:
             batch.sort()  # by id: each batch walks the primary key in order
             conn.execute("BEGIN")
-            conn.executemany(insert_file, batch)
+            conn.executemany(INSERT_FILE, batch)
             conn.executemany("INSERT INTO contents VALUES (?, ?)", ((r[0], CONTENT) for r in batch))
             conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -29,14 +29,13 @@ from bench.floor import (
     PostgresFloorServicer,
     RecordedUploadFloorServicer,
     SqliteFloorServicer,
-    migrate,
 )
 from bench.h2load import INSTALL_HINT
 from bench.measurement import measure, split_connections
 from bench.processes import ServerProcess, running, start_floor
 from bench.run import parse_args
 from bench.scenarios import BY_KEY, HEADLINE
-from bench.seed import seed
+from bench.seed import migrate, seed
 from bench.stall import MIN_STALL_BYTES, file_problems
 from bench.targets import Replicas, Target
 from files_api.domain.limits import MAX_CONTENT_BYTES

@@ -19,12 +19,21 @@ from files_api.domain.links import UPLOAD_PREFIX
 from files_api.domain.naming import AUTO_RENAME
 from files_api.domain.uploads import NewUpload
 from files_api.store import open_store
-from files_api.store.rows import COLUMNS, FIELDS, stored_row
-from files_api.store.wire import file_bytes, list_page_bytes
+from files_api.store.rows import COLUMNS, FIELDS, record_row
+from files_api.store.sqlite import ENTRY_VERSION
+from files_api.store.wire import (
+    entry_cursor,
+    entry_sizes,
+    file_bytes,
+    list_entry,
+    list_page_bytes,
+    listing,
+)
 from tests.test_store import NOW, SQL_BACKENDS, migrate_to, record
 
 if TYPE_CHECKING:
     from files_api.domain.files import Files
+    from files_api.store import Listing
     from tests.conftest import Clock
 
 
@@ -70,33 +79,76 @@ async def test_every_write_keeps_the_listed_file_current(files: Files, clock: Cl
         assert file == await files.get(fs.GetFileRequest(file_id=file.id))
 
 
+async def test_files_made_at_one_instant_are_listed_once_each_by_id(files: Files) -> None:
+    """The clock stands still: pages end between files of one `created_at`, and the next goes
+    on from the last file's id (the cursor read back from the page's last entry)."""
+    made = [
+        (await files.create(fs.CreateFileRequest(folder_id="t", name=f"{n}.txt", content=b"x"))).id
+        for n in range(7)
+    ]
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await files.list(fs.ListFilesRequest(folder_id="t", page_size=3, page_token=token))
+        if not page.files:
+            break
+        seen += [f.id for f in page.files]
+        token = page.next_page_token
+    assert seen == sorted(made, reverse=True)
+
+
 def test_a_page_is_the_response_protobuf_would_serialize() -> None:
     files = [record(), record("f0000000000000000002", labels={}, description="x" * 300)]
     expected = fs.ListFilesResponse(next_page_token="t" * 200)
     for r in files:
         expected.files.add().ParseFromString(file_bytes(r))
-    joined = list_page_bytes((file_bytes(r) for r in files), "t" * 200)
+    joined = list_page_bytes(b"".join(map(list_entry, files)), "t" * 200)
     # Parsed, not bytes: a map's entries may serialize in either order.
     assert fs.ListFilesResponse.FromString(joined) == expected
-    assert list_page_bytes((), "") == b""
+    assert list_page_bytes(b"", "") == b""
 
 
-async def _insert_without_wire(url: str) -> None:
-    """A file row as the schema before `wire` held it."""
-    values = stored_row(record())[:-1]
+def test_entries_are_read_back_by_their_lengths_alone() -> None:
+    files = [
+        record(),
+        record("f0000000000000000002", description="x" * 20_000),  # three bytes of length
+        record("f0000000000000000003", created_at_ns=NOW - 1, labels={}),
+    ]
+    page = listing([file_bytes(r) for r in files])
+    assert list(entry_sizes(page.entries)) == [len(list_entry(r)) for r in files]
+    assert page.last_size == len(list_entry(files[-1]))
+    assert entry_cursor(page.entries[-page.last_size :]) == (NOW - 1, "f0000000000000000003")
+    assert listing([]) == (b"", 0)
+
+
+async def _insert_as_before(url: str, wire: bytes | None) -> None:
+    """A file row as an earlier schema held it: with no `wire`, or with the File's bytes there."""
+    values = record_row(record())
+    columns = COLUMNS if wire is None else f"{COLUMNS}, wire"
+    if wire is not None:
+        values.append(wire)
     if url.startswith("sqlite:"):
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
-            places = ", ".join("?" * len(FIELDS))
-            conn.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({places})", values)
+            places = ", ".join("?" * len(values))
+            conn.execute(f"INSERT INTO files ({columns}) VALUES ({places})", values)
             conn.commit()
         return
     values[FIELDS.index("description")] = str(values[FIELDS.index("description")]).encode()
     pg = await asyncpg.connect(url)
     try:
-        places = ", ".join(f"${n}" for n in range(1, len(FIELDS) + 1))
-        await pg.execute(f"INSERT INTO files ({COLUMNS}) VALUES ({places})", *values)
+        places = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+        await pg.execute(f"INSERT INTO files ({columns}) VALUES ({places})", *values)
     finally:
         await pg.close()
+
+
+async def _listed_after_upgrade(url: str) -> Listing:
+    upgraded = open_store(url)
+    await upgraded.open()
+    try:
+        return await upgraded.list_entries("folder", NOW, 10, None)
+    finally:
+        await upgraded.close()
 
 
 @pytest.mark.parametrize("backend", SQL_BACKENDS)
@@ -105,11 +157,16 @@ async def test_files_stored_before_the_wire_column_get_theirs(
 ) -> None:
     module = importlib.import_module(f"files_api.store.{backend}")
     await migrate_to(backend, store_url, module.WIRE_VERSION - 1, monkeypatch)
-    await _insert_without_wire(store_url)
-    upgraded = open_store(store_url)
-    await upgraded.open()
-    try:
-        page = await upgraded.list_wire("folder", NOW, 10, None)
-    finally:
-        await upgraded.close()
-    assert page == [((NOW, record().id), file_bytes(record()))]
+    await _insert_as_before(store_url, None)
+    entry = list_entry(record())
+    assert await _listed_after_upgrade(store_url) == (entry, len(entry))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_files_stored_as_their_bytes_become_entries(
+    backend: str, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await migrate_to(backend, store_url, ENTRY_VERSION - 1, monkeypatch)
+    await _insert_as_before(store_url, file_bytes(record()))
+    entry = list_entry(record())
+    assert await _listed_after_upgrade(store_url) == (entry, len(entry))

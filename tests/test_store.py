@@ -26,7 +26,13 @@ from files_api.store import (
 from files_api.store import sqlite as sqlite_module
 from files_api.store.beside import BESIDE_BYTES, ContentFiles, content_dir
 from files_api.store.postgres import CHUNK_BYTES as PG_CHUNK_BYTES
-from files_api.store.rows import FIELDS, changed_columns, pending_migrations, stored_row
+from files_api.store.rows import (
+    FIELDS,
+    FILE_BYTES,
+    LIST_ENTRIES,
+    Listed,
+    pending_migrations,
+)
 from files_api.store.sqlite import CHUNK_BYTES, GROUP_BYTES, STAGE_TTL_NS, SqliteStore
 
 if TYPE_CHECKING:
@@ -58,23 +64,24 @@ def record(file_id: str = "f0000000000000000001", **changes: object) -> FileReco
     return base._replace(**changes)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("listed", [FILE_BYTES, LIST_ENTRIES], ids=lambda f: f.column)
 @pytest.mark.parametrize(
     ("changes", "columns"),
     [
         ({}, ()),
-        ({"name": "m", "updated_at_ns": NOW + 1}, ("name", "updated_at_ns", "wire")),
+        ({"name": "m", "updated_at_ns": NOW + 1}, ("name", "updated_at_ns")),
         ({"labels": {"k": "v", "ключ": "значение"}}, ()),  # equal, though another dict
-        ({"labels": {"k": "w"}}, ("labels", "wire")),
-        ({"pds_labels": ("a", "b"), "hidden": True}, ("hidden", "pds_labels", "wire")),
+        ({"labels": {"k": "w"}}, ("labels",)),
+        ({"pds_labels": ("a", "b"), "hidden": True}, ("hidden", "pds_labels")),
     ],
 )
 def test_an_update_writes_only_the_columns_that_changed(
-    changes: dict[str, Any], columns: tuple[str, ...]
+    listed: Listed, changes: dict[str, Any], columns: tuple[str, ...]
 ) -> None:
     new = record(**changes)
-    names, values = changed_columns(record(), new)
-    assert names == columns
-    full = dict(zip((*FIELDS, "wire"), stored_row(new), strict=True))
+    names, values = listed.changes(record(), new)
+    assert names == ((*columns, listed.column) if columns else ())
+    full = dict(zip((*FIELDS, listed.column), listed.row(new), strict=True))
     assert values == [full[name] for name in names]  # encoded as a whole row would be
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
-import itertools
 from typing import TYPE_CHECKING, NamedTuple
 
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2
@@ -28,7 +26,7 @@ from files_api.domain.records import (
 from files_api.domain.update_mask import apply_patch, plan_update
 from files_api.errors import InvalidArgument
 from files_api.mime import detect_mime
-from files_api.store.wire import list_page_bytes, to_proto
+from files_api.store.wire import entry_cursor, entry_sizes, list_page_bytes, to_proto
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -142,16 +140,15 @@ class Files:
         limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         links = self.core.links
         after = links.open_page_token(request.page_token, folder_id) if request.page_token else None
-        page = await self.core.store.list_wire(folder_id, self.core.clock(), limit, after)
-        wires = [wire for _, wire in page]
-        if sum(map(len, wires)) > MAX_PAGE_BYTES:  # rare: big labels on many files
-            totals = list(itertools.accumulate(map(len, wires)))
-            kept = max(1, bisect.bisect_right(totals, MAX_PAGE_BYTES))  # at least one file
-            page, wires = page[:kept], wires[:kept]
+        entries, last = await self.core.store.list_entries(
+            folder_id, self.core.clock(), limit, after
+        )
+        if len(entries) > MAX_PAGE_BYTES:  # rare: big labels on many files
+            entries, last = _fitting(entries)
         # As the cloud does (and the SDK's files.list() needs): every page that holds files
         # carries a token past its last file; only an empty page ends the walk.
-        token = links.page_token(folder_id, page[-1][0]) if page else ""
-        return list_page_bytes(wires, token)
+        token = links.page_token(folder_id, entry_cursor(entries[-last:])) if entries else ""
+        return list_page_bytes(entries, token)
 
     async def history(
         self, file_id: str, caller: Caller = ANONYMOUS, page_size: int = 0, page_token: str = ""
@@ -178,3 +175,14 @@ class Files:
         record = await self.core.find(request.file_id, caller)
         url, _ = self.core.download_url(record, base_url, self.core.url_ttl_seconds)
         return file_service_pb2.GetFileUrlResponse(url=url), record.folder_id
+
+
+def _fitting(entries: bytes) -> tuple[bytes, int]:
+    """The page's first entries that fit in MAX_PAGE_BYTES, and the last one's size; at least
+    one, whatever its size."""
+    kept, last = 0, 0
+    for size in entry_sizes(entries):
+        if kept and kept + size > MAX_PAGE_BYTES:
+            break
+        kept, last = kept + size, size
+    return entries[:kept], last

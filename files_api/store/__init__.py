@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 if TYPE_CHECKING:
-    import builtins
     from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
     from contextlib import AbstractAsyncContextManager
 
@@ -138,6 +137,15 @@ class Order:
 
 
 NEWEST_FIRST = Order()
+
+
+class Listing(NamedTuple):
+    """A page of a folder's files, made to be sent as they are: their `ListFilesResponse.files`
+    entries, joined, and the size of the last of them (0 for no file), which says where the
+    next page starts (`files_api.store.wire.entry_cursor`)."""
+
+    entries: bytes
+    last_size: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,11 +353,11 @@ class FileStore(Protocol):
     ) -> list[FileRecord]:
         """Up to `limit` records of the folder in `order`, past `after`."""
 
-    async def list_wire(
+    async def list_entries(
         self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
-    ) -> builtins.list[tuple[Cursor, bytes]]:
-        """Like `list` in NEWEST_FIRST order, each file as its cursor and its `File`'s bytes
-        (`files_api.store.wire.file_bytes` of the record, as stored with it)."""
+    ) -> Listing:
+        """Like `list` in NEWEST_FIRST order, each file as its `ListFilesResponse.files` entry
+        (`files_api.store.wire.list_entry` of the record, from what is stored with it)."""
 
     async def content(self, file_id: str, now_ns: int) -> Content | None: ...
 

@@ -7,13 +7,21 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from files_api.store import NEWEST_FIRST, READ_BYTES, Counts
-from files_api.store.wire import file_bytes
+from files_api.store.wire import file_bytes, listing
 
 if TYPE_CHECKING:
-    import builtins
     from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 
-    from files_api.store import AuditEvent, Content, Cursor, FileRecord, Naming, Order, Upload
+    from files_api.store import (
+        AuditEvent,
+        Content,
+        Cursor,
+        FileRecord,
+        Listing,
+        Naming,
+        Order,
+        Upload,
+    )
 
 
 class MemoryStore:
@@ -208,12 +216,12 @@ class MemoryStore:
         )
         return sorted(live, key=order.cursor, reverse=order.descending)[:limit]
 
-    async def list_wire(
+    async def list_entries(
         self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
-    ) -> builtins.list[tuple[Cursor, bytes]]:
+    ) -> Listing:
         # Nothing is stored to keep current: each File is encoded as it is listed.
-        records = await self.list(folder_id, now_ns, limit, after)
-        return [((r.created_at_ns, r.id), file_bytes(r)) for r in records]
+        files = [file_bytes(r) for r in await self.list(folder_id, now_ns, limit, after)]
+        return listing(files)
 
     async def content(self, file_id: str, now_ns: int) -> Content | None:
         if await self.get(file_id, now_ns) is None:

@@ -87,22 +87,19 @@ from files_api.store.rows import (
     DESCRIPTION,
     END_OF_LOG,
     FIELDS,
-    STORED_COLUMNS,
+    FILE_BYTES,
     audit_row,
-    changed_columns,
     pending_migrations,
     row_record,
-    stored_row,
     upload_from_json,
     upload_row,
 )
-from files_api.store.wire import file_bytes
+from files_api.store.wire import file_bytes, listing
 
 if TYPE_CHECKING:
-    import builtins
     from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 
-    from files_api.store import Content, Cursor, Naming, Order, Upload
+    from files_api.store import Content, Cursor, Listing, Naming, Order, Upload
     from files_api.store.rows import Migration
 
 DEFAULT_POOL_SIZE = 10
@@ -222,7 +219,7 @@ _NAMES = (
 # of its own, "name" and the folder's hash), so two of them cannot both find a name free.
 _NAMING_LOCK = "SELECT pg_advisory_xact_lock(1851878757, hashtext($1))"
 
-_PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 2))  # STORED_COLUMNS
+_PLACES = ", ".join(f"${i}" for i in range(1, len(FIELDS) + 2))  # FILE_BYTES.columns
 
 
 @functools.lru_cache(maxsize=256)
@@ -296,8 +293,8 @@ def _to_column(name: str, value: object) -> object:
 
 
 def _row(record: FileRecord) -> tuple[object, ...]:
-    """The values of STORED_COLUMNS."""
-    values = stored_row(record)
+    """The values of FILE_BYTES.columns."""
+    values = FILE_BYTES.row(record)
     values[DESCRIPTION] = _to_column("description", values[DESCRIPTION])
     return tuple(values)
 
@@ -344,7 +341,9 @@ async def _insert(
         (record.id, seq, view[start : start + CHUNK_BYTES])
         for seq, start in enumerate(range(0, len(content), CHUNK_BYTES))
     )
-    await conn.execute(f"INSERT INTO files ({STORED_COLUMNS}) VALUES ({_PLACES})", *_row(record))
+    await conn.execute(
+        f"INSERT INTO files ({FILE_BYTES.columns}) VALUES ({_PLACES})", *_row(record)
+    )
     await conn.executemany("INSERT INTO contents VALUES ($1, $2, $3)", chunks)
     await _insert_audit(conn, audit)
 
@@ -477,7 +476,7 @@ async def _try_changes(
             events.append(audit(current, new))
         outcomes.append(new)
         current = new
-    columns, changed = changed_columns(old, current)
+    columns, changed = FILE_BYTES.changes(old, current)
     if not columns and not events and read:
         return outcomes, (version, current)  # nothing to write: the read was the change
     # One array per audit column, a value per event (the file's id comes from the UPDATE).
@@ -793,7 +792,7 @@ class PostgresStore:
             if old is None:
                 return None
             new = await _settle_name(conn, change(old), naming)
-            columns, values = changed_columns(old, new)
+            columns, values = FILE_BYTES.changes(old, new)
             if columns:
                 values = [_to_column(c, v) for c, v in zip(columns, values, strict=True)]
                 await conn.execute(_update_statement(columns), file_id, *values)
@@ -957,20 +956,20 @@ class PostgresStore:
             )
         return [_record(row) for row in rows]
 
-    async def list_wire(
+    async def list_entries(
         self, folder_id: str, now_ns: int, limit: int, after: Cursor | None
-    ) -> builtins.list[tuple[Cursor, bytes]]:
+    ) -> Listing:
         past = " AND (created_at_ns, id) < ($4, $5)" if after else ""
         async with self._connection() as conn:
             rows = await conn.fetch(
-                "SELECT created_at_ns, id, wire FROM files WHERE folder_id = $1"
-                f" AND expires_at_ns > $2{past} ORDER BY created_at_ns DESC, id DESC LIMIT $3",
+                f"SELECT wire FROM files WHERE folder_id = $1 AND expires_at_ns > $2{past}"
+                " ORDER BY created_at_ns DESC, id DESC LIMIT $3",
                 folder_id,
                 now_ns,
                 limit,
                 *(after or ()),
             )
-        return [((row[0], row[1]), row[2]) for row in rows]
+        return listing([row[0] for row in rows])
 
     async def content(self, file_id: str, now_ns: int) -> bytes | bytearray | None:
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
@@ -1185,7 +1184,7 @@ class _PostgresLoader:
 
     async def put_file(self, record: FileRecord, blob: str) -> None:
         await self.conn.execute(
-            f"INSERT INTO files ({STORED_COLUMNS}) VALUES ({_PLACES})", *_row(record)
+            f"INSERT INTO files ({FILE_BYTES.columns}) VALUES ({_PLACES})", *_row(record)
         )
         status = await self.conn.execute(
             "INSERT INTO contents SELECT $1, seq, data FROM load_blobs"

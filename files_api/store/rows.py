@@ -3,16 +3,17 @@ rows, and how their append-only migrations are applied: shared so neither writes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import types
 from typing import TYPE_CHECKING
 
 from files_api.store import FileRecord, Upload
-from files_api.store.wire import file_bytes
+from files_api.store.wire import file_bytes, list_entry
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from files_api.store import AuditEvent
 
@@ -43,36 +44,52 @@ def record_row(record: FileRecord) -> list[object]:
     return row
 
 
-STORED_COLUMNS = f"{COLUMNS}, wire"
-"""What a `files` row is written with: the record's columns, then its File's bytes."""
-
 END_OF_LOG = 2**63 - 1
 """Past every audit record's `seq` (a signed 64-bit integer on both SQL backends)."""
 
 
-def stored_row(record: FileRecord) -> list[object]:
-    """The values of STORED_COLUMNS: `record_row`, then the File's bytes."""
-    row = record_row(record)
-    row.append(file_bytes(record))
-    return row
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """The column in which a backend keeps each row's File for List, and the File's form there:
+    a row is written with its record's columns and then this one."""
+
+    column: str
+    encode: Callable[[FileRecord], bytes]
+
+    @property
+    def columns(self) -> str:
+        """The columns a `files` row is written with, in `row`'s order."""
+        return f"{COLUMNS}, {self.column}"
+
+    def row(self, record: FileRecord) -> list[object]:
+        """`record_row`, then the File in this form."""
+        row = record_row(record)
+        row.append(self.encode(record))
+        return row
+
+    def changes(self, old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], list[object]]:
+        """The columns (never the id) whose values differ between two versions of a record, and
+        their new values as `record_row` gives them, with the File again when anything
+        changed: an UPDATE that writes only these leaves the indexes on the others alone and
+        encodes no label set that did not change."""
+        names: list[str] = []
+        values: list[object] = []
+        for index in range(1, len(FIELDS)):
+            value = new[index]
+            if value is not old[index] and value != old[index]:
+                names.append(FIELDS[index])
+                values.append(_column_value(index, value))
+        if names:
+            names.append(self.column)
+            values.append(self.encode(new))
+        return tuple(names), values
 
 
-def changed_columns(old: FileRecord, new: FileRecord) -> tuple[tuple[str, ...], list[object]]:
-    """The columns (never the id) whose values differ between two versions of a record, and
-    their new values as `record_row` gives them, with the File's bytes again when anything
-    changed: an UPDATE that writes only these leaves the indexes on the others alone and
-    encodes no label set that did not change."""
-    names: list[str] = []
-    values: list[object] = []
-    for index in range(1, len(FIELDS)):
-        value = new[index]
-        if value is not old[index] and value != old[index]:
-            names.append(FIELDS[index])
-            values.append(_column_value(index, value))
-    if names:
-        names.append("wire")
-        values.append(file_bytes(new))
-    return tuple(names), values
+FILE_BYTES = Listed("wire", file_bytes)
+"""PostgreSQL's: the File's bytes, as every release that has the column writes them."""
+
+LIST_ENTRIES = Listed("entry", list_entry)
+"""SQLite's: the File as a `ListFilesResponse` entry, so a page is joined in its statement."""
 
 
 @functools.lru_cache(maxsize=1024)
