@@ -29,6 +29,7 @@ from files_api.store.wire import (
     list_page_bytes,
     listing,
 )
+from tests.test_domain_files import walk
 from tests.test_store import NOW, SQL_BACKENDS, migrate_to, record
 
 if TYPE_CHECKING:
@@ -86,15 +87,9 @@ async def test_files_made_at_one_instant_are_listed_once_each_by_id(files: Files
         (await files.create(fs.CreateFileRequest(folder_id="t", name=f"{n}.txt", content=b"x"))).id
         for n in range(7)
     ]
-    seen: list[str] = []
-    token = ""
-    while True:
-        page = await files.list(fs.ListFilesRequest(folder_id="t", page_size=3, page_token=token))
-        if not page.files:
-            break
-        seen += [f.id for f in page.files]
-        token = page.next_page_token
+    seen, sizes = await walk(files, "t", 3)
     assert seen == sorted(made, reverse=True)
+    assert sizes == [3, 3, 1, 0]
 
 
 def test_a_page_is_the_response_protobuf_would_serialize() -> None:
