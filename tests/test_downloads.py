@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import shutil
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2 as fs
 from files_api_stubs.yandex.cloud.ai.files.v1 import file_service_pb2_grpc
 from multidict import CIMultiDict
 
+from files_api.app import Server, Settings
 from files_api.auth import ANONYMOUS
 from files_api.domain import Core
 from files_api.domain.limits import ACTIVITY_SLACK_NS, NS_PER_DAY
@@ -32,6 +34,7 @@ from files_api.domain.records import activity, new_record
 from files_api.http_api import UNSATISFIABLE, byte_range
 from files_api.store import READ_BYTES, ContentGone, content_hash, open_store
 from tests.support import server_process
+from tests.test_ai_studio_sdk import make_tls_files
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -253,6 +256,46 @@ async def test_curl_resumes_an_interrupted_download(running: Running, tmp_path: 
     )
     assert await result.wait() == 0
     assert partial.read_bytes() == CONTENT
+
+
+# Over TLS, Python encrypts what it writes: a file of many stored rows, whole and in ranges,
+# through the same pieces and socket waits as in clear.
+TLS_RANGES = [
+    (None, (0, SIZE)),
+    ("bytes=1048570-1048580", (MIB - 6, MIB + 5)),
+    ("bytes=-10", (SIZE - 10, SIZE)),
+]
+
+
+async def test_over_tls_a_file_of_many_rows_arrives_whole_and_in_ranges(tmp_path: Path) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    settings = Settings(
+        grpc_listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        store=f"sqlite:///{tmp_path / 'files.db'}",
+        tls_cert=str(cert),
+        tls_key=str(key),
+        shutdown_grace_seconds=1,
+        drain_quiet_seconds=0,
+    )
+    server = Server(settings, Core(open_store(settings.store)))
+    await server.start()
+    try:
+        credentials = grpc.ssl_channel_credentials(ca.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{server.grpc_port}", credentials) as channel:
+            stub = file_service_pb2_grpc.FileServiceStub(channel)
+            file = await stub.Create(fs.CreateFileRequest(folder_id="f1", content=CONTENT))
+            url = (await stub.GetUrl(fs.GetFileUrlRequest(file_id=file.id))).url
+        assert url.startswith("https://")
+        tls = ssl.create_default_context(cafile=ca)
+        async with aiohttp.ClientSession() as session:
+            for header, (start, end) in TLS_RANGES:
+                headers = {"Range": header} if header else {}
+                async with session.get(url, ssl=tls, headers=headers) as response:
+                    assert response.status == (206 if header else 200)
+                    assert await response.read() == CONTENT[start:end]
+    finally:
+        await server.stop()
 
 
 # --- activity, as relatime keeps it ---------------------------------------------------------
